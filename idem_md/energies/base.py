@@ -1,0 +1,216 @@
+"""The :class:`Energy` base class: batched Boltzmann targets in reduced units.
+
+Every target that idem_md samples is an :class:`Energy`. Subclasses implement a
+single method, :meth:`Energy._energy`, on a validated batch of shape
+``(B, n_particles, spatial_dim)``; they may also override
+:meth:`Energy._energy_and_forces` with analytic forces or an engine's own
+forces, so that the sampler never differentiates through an energy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+__all__ = ["Energy", "EnergyEvaluationError"]
+
+
+class EnergyEvaluationError(RuntimeError):
+    """An external engine failed on a configuration (the index is in the message)."""
+
+
+class Energy(torch.nn.Module):
+    r"""Base class for a batched energy :math:`E(x)` with Boltzmann density
+    :math:`p(x) \propto \exp(-E(x)/kT)`.
+
+    Units: coordinates and energies are in the energy's own units, stated by
+    :attr:`length_unit` and :attr:`energy_unit` (``"reduced"`` for the built-in
+    benchmarks: lengths in r_m or sigma, energies in epsilon). ``kT`` is in the
+    same energy unit; :meth:`log_prob` is dimensionless.
+
+    Parameters
+    ----------
+    n_particles : int
+        Number of particles (1 for a plain vector target such as GMM-40).
+    spatial_dim : int
+        Coordinates per particle (2 or 3).
+    kT : float
+        Thermal energy, in the energy's unit, > 0.
+    name : str
+        Registry name or a free label; stored in checkpoints to recognise the target.
+
+    Attributes
+    ----------
+    n_evaluations : int
+        Configurations evaluated so far (one per configuration, by
+        :meth:`energy` and :meth:`energy_and_forces` alike).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from idem_md import get_energy
+    >>> lj = get_energy("lj13")
+    >>> x = torch.randn(4, 13, 3)
+    >>> lj.energy(x).shape
+    torch.Size([4])
+    >>> e, f = lj.energy_and_forces(x.reshape(4, 39))
+    >>> f.shape
+    torch.Size([4, 39])
+    """
+
+    length_unit: str = "reduced"
+    energy_unit: str = "reduced"
+
+    def __init__(self, n_particles: int, spatial_dim: int, kT: float = 1.0, name: str = "energy"):
+        super().__init__()
+        if not isinstance(n_particles, int) or isinstance(n_particles, bool) or n_particles < 1:
+            raise ValueError(f"n_particles must be a positive int, got {n_particles!r}")
+        if spatial_dim not in (1, 2, 3):
+            raise ValueError(f"spatial_dim must be 1, 2 or 3, got {spatial_dim!r}")
+        self.n_particles = n_particles
+        self.spatial_dim = spatial_dim
+        self.kT = _check_kT(kT)
+        self.name = str(name)
+        self.n_evaluations = 0
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def dim(self) -> int:
+        """Total number of coordinates, ``n_particles * spatial_dim``."""
+        return self.n_particles * self.spatial_dim
+
+    @property
+    def is_particle_system(self) -> bool:
+        """True for clusters of identical particles (translation-invariant,
+        sampled centre-of-mass free)."""
+        return self.n_particles > 1
+
+    @property
+    def event_shape(self) -> tuple[int, int]:
+        return (self.n_particles, self.spatial_dim)
+
+    def identity(self) -> dict[str, Any]:
+        """Plain-data description of this target, stored in checkpoints so that a
+        checkpoint cannot be used with a different system."""
+        return {
+            "name": self.name,
+            "class": type(self).__name__,
+            "n_particles": self.n_particles,
+            "spatial_dim": self.spatial_dim,
+            "kT": self.kT,
+            **self._identity_extra(),
+        }
+
+    def _identity_extra(self) -> dict[str, Any]:
+        return {}
+
+    # ------------------------------------------------------------- public API
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Energy of each configuration.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, dim)`` or ``(B, n_particles, spatial_dim)``, floating point,
+            finite, in :attr:`length_unit`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` energies in :attr:`energy_unit`.
+        """
+        x3 = self._validate(x)
+        self.n_evaluations += x3.shape[0]
+        return self._energy(x3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.energy(x)
+
+    def energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energies and forces ``-dE/dx`` of each configuration.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, dim)`` or ``(B, n_particles, spatial_dim)`` in :attr:`length_unit`.
+
+        Returns
+        -------
+        energy : torch.Tensor
+            ``(B,)`` in :attr:`energy_unit`.
+        forces : torch.Tensor
+            Same shape as ``x``, in energy_unit per length_unit.
+        """
+        x3 = self._validate(x)
+        self.n_evaluations += x3.shape[0]
+        e, f = self._energy_and_forces(x3)
+        return e, f.reshape(x.shape)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised log density ``-E(x)/kT``, shape ``(B,)``."""
+        return -self.energy(x) / self.kT
+
+    def reset_counter(self) -> int:
+        """Reset :attr:`n_evaluations` to zero and return its previous value."""
+        n, self.n_evaluations = self.n_evaluations, 0
+        return n
+
+    # ------------------------------------------------------- subclass hooks
+    def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Energies of a validated batch ``(B, n, d) -> (B,)``. Override this."""
+        raise NotImplementedError
+
+    def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Default: forces by autograd through :meth:`_energy`. ``(B, n, d) -> ((B,), (B, n, d))``."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            e = self._energy(xg)
+            (grad,) = torch.autograd.grad(e.sum(), xg)
+        return e.detach(), -grad
+
+    # ------------------------------------------------------------ validation
+    def _validate(self, x: Any, argname: str = "x") -> torch.Tensor:
+        n, d = self.n_particles, self.spatial_dim
+        expected = f"(B, {self.dim}) or (B, {n}, {d})"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{argname} must be a torch.Tensor of shape {expected}, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{argname} must be a floating-point tensor (float32 or float64), got dtype {x.dtype}")
+        if x.ndim == 2 and x.shape[1] == self.dim:
+            x3 = x.reshape(x.shape[0], n, d)
+        elif x.ndim == 3 and tuple(x.shape[1:]) == (n, d):
+            x3 = x
+        else:
+            hint = " (add a batch dimension with x[None])" if x.ndim == 1 else ""
+            raise ValueError(
+                f"{argname} must have shape {expected} for {self.name} "
+                f"({n} particles in {d}D), got {tuple(x.shape)}{hint}"
+            )
+        dev = self._device()
+        if dev is not None and x.device.type != dev.type:
+            raise ValueError(f"{argname} is on {x.device} but {self.name} lives on {dev}; move one with .to()")
+        if x3.shape[0] > 0:
+            finite = torch.isfinite(x3).flatten(1).all(1)
+            if not bool(finite.all()):
+                bad = torch.nonzero(~finite).flatten()[:5].tolist()
+                raise ValueError(f"{argname} contains NaN or infinite coordinates (batch rows {bad}...)")
+        return x3
+
+    def _device(self) -> torch.device | None:
+        for b in self.buffers():
+            return b.device
+        return None
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, n_particles={self.n_particles}, spatial_dim={self.spatial_dim}, kT={self.kT}"
+
+
+def _check_kT(kT: Any) -> float:
+    if isinstance(kT, bool) or not isinstance(kT, (int, float)):
+        raise TypeError(f"kT must be a positive float (thermal energy in the energy's unit), got {type(kT).__name__}")
+    kT = float(kT)
+    if not (math.isfinite(kT) and kT > 0):
+        raise ValueError(f"kT must be a finite positive float (thermal energy in the energy's unit), got {kT!r}")
+    return kT

@@ -1,0 +1,102 @@
+"""The 40-mode Gaussian mixture benchmark GMM-40 (2D)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .base import Energy
+
+__all__ = ["GaussianMixture", "gmm40_means"]
+
+
+def gmm40_means(n_modes: int = 40, dim: int = 2, loc_scaling: float = 40.0) -> torch.Tensor:
+    """Mode means of the benchmark: ``(rand(n, dim) - 0.5) * 2 * loc_scaling`` right after
+    ``torch.manual_seed(0)``, drawn from a private generator so global RNG state is untouched.
+
+    >>> gmm40_means()[0]
+    tensor([-0.2995, 21.4577])
+    """
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(n_modes, dim, generator=g) - 0.5) * 2 * loc_scaling
+
+
+class GaussianMixture(Energy):
+    r"""Equally weighted mixture of isotropic Gaussians, :math:`E(x) = -\log p(x)` (kT = 1).
+
+    .. math::
+
+        p(x) = \frac{1}{M} \sum_{k=1}^{M} \mathcal N(x; \mu_k, \sigma^2 I)
+
+    The benchmark GMM-40 has ``M = 40`` means from :func:`gmm40_means` and
+    ``sigma = softplus(1) = 1.3133``. The energy is normalised, so
+    ``log_prob`` is the exact log density.
+
+    Parameters
+    ----------
+    means : torch.Tensor
+        ``(M, dim)`` mode means.
+    std : float
+        Standard deviation of every mode on every axis.
+
+    Examples
+    --------
+    >>> gmm = GaussianMixture.gmm40()
+    >>> gmm.sample(5).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(self, means: torch.Tensor, std: float, kT: float = 1.0, name: str = "gmm"):
+        means = torch.as_tensor(means, dtype=torch.get_default_dtype())
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (n_modes, dim), got {tuple(means.shape)}")
+        if not std > 0:
+            raise ValueError(f"std must be > 0, got {std!r}")
+        super().__init__(1, means.shape[1], kT, name)
+        self.register_buffer("means", means)
+        self.std = float(std)
+
+    @classmethod
+    def gmm40(cls) -> "GaussianMixture":
+        """The iDEM GMM-40 benchmark."""
+        return cls(gmm40_means(), std=F.softplus(torch.tensor(1.0)).item(), name="gmm40")
+
+    @property
+    def is_particle_system(self) -> bool:
+        return False
+
+    @property
+    def n_modes(self) -> int:
+        return self.means.shape[0]
+
+    def _identity_extra(self) -> dict[str, Any]:
+        return dict(n_modes=self.n_modes, std=self.std, means_sum=float(self.means.double().sum()))
+
+    def _component_logits(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = self.means.to(x2.dtype)
+        diff = x2[:, None, :] - mu[None]  # (B, M, dim)
+        d = x2.shape[1]
+        logn = -0.5 * (diff * diff).sum(-1) / self.std**2 - d * math.log(self.std) - 0.5 * d * math.log(2 * math.pi)
+        return logn - math.log(self.n_modes), diff  # (B, M), (B, M, dim)
+
+    def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        logits, _ = self._component_logits(x.reshape(x.shape[0], -1))
+        return -self.kT * torch.logsumexp(logits, dim=1)
+
+    def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, diff = self._component_logits(x.reshape(x.shape[0], -1))
+        logp = torch.logsumexp(logits, dim=1)
+        w = torch.softmax(logits, dim=1)  # (B, M) responsibilities
+        score = -(w.unsqueeze(-1) * diff).sum(1) / self.std**2  # grad log p
+        return -self.kT * logp, (self.kT * score).reshape(x.shape)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Exact samples, ``(n, dim)``."""
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        k = torch.randint(self.n_modes, (n,), generator=generator, device=self.means.device)
+        z = torch.randn(n, self.spatial_dim, generator=generator, device=self.means.device, dtype=self.means.dtype)
+        return self.means[k] + self.std * z
