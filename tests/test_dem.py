@@ -1,0 +1,199 @@
+"""DEM algorithm pieces: schedule, estimator (against the exact GMM score), SDE/ODE, buffer."""
+
+import math
+
+import pytest
+import torch
+
+from idem_md import get_energy
+from idem_md.dem import (
+    GeometricNoiseSchedule,
+    ReplayBuffer,
+    clip_score,
+    estimate_dem_score,
+    integrate_probability_flow,
+    integrate_reverse_sde,
+    prior_log_prob,
+    probability_flow_log_prob,
+    sample_prior,
+)
+from idem_md.energies import Energy
+
+SCALE = 50.0  # GMM-40 working coordinates are x / 50
+
+
+def test_schedule_h_is_integral_of_g_squared():
+    s = GeometricNoiseSchedule(1e-3, 3.0)
+    t = torch.linspace(0, 1, 20001, dtype=torch.float64)
+    g2 = s.g(t) ** 2
+    integral = torch.cumulative_trapezoid(g2, t)
+    assert torch.allclose(integral[-1], s.h(torch.tensor(1.0, dtype=torch.float64)), rtol=1e-6)
+    assert float(s.h(torch.tensor(0.0))) == 0.0
+    assert math.isclose(float(s.h(torch.tensor(1.0, dtype=torch.float64))), 3.0**2 - 1e-6, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [(0.0, 1.0), (2.0, 1.0), (-1.0, 1.0), (1.0, float("inf"))])
+def test_schedule_rejects_bad_sigmas(bad):
+    with pytest.raises(ValueError, match="sigma_min"):
+        GeometricNoiseSchedule(*bad)
+
+
+def exact_gmm_noised_score(gmm, y, h):
+    """Exact score of p_t in working coordinates: mixture of N(mu/50, (std^2/50^2 + h) I)."""
+    mu = gmm.means.double() / SCALE
+    var = gmm.std**2 / SCALE**2 + h[:, None]  # (B, 1)
+    diff = y[:, None, :] - mu[None]  # (B, M, 2)
+    logits = -0.5 * (diff**2).sum(-1) / var
+    w = torch.softmax(logits, dim=1)
+    return -(w[..., None] * diff).sum(1) / var
+
+
+@pytest.mark.parametrize("t_value", [0.3, 0.6, 0.9])
+def test_estimator_error_falls_with_K_against_exact_gmm_score(t_value):
+    gmm = get_energy("gmm40").double()
+    schedule = GeometricNoiseSchedule(1e-5, 1.0)
+    g = torch.Generator().manual_seed(0)
+    B = 128
+    t = torch.full((B,), t_value, dtype=torch.float64)
+    x0 = gmm.sample(B, generator=g).double() / SCALE
+    y = x0 + schedule.h(t).sqrt()[:, None] * torch.randn(B, 2, generator=g, dtype=torch.float64)
+    exact = exact_gmm_noised_score(gmm, y, schedule.h(t))
+    errors = []
+    for K in (10, 100, 1000, 5000):
+        est = estimate_dem_score(gmm, y[:, None, :], t, schedule, K, coordinate_scale=SCALE, generator=g)
+        errors.append(float((est.score[:, 0] - exact).norm(dim=1).mean()))
+        assert est.n_evaluations == B * K
+        assert est.ess.shape == (B,) and bool(((est.ess >= 1.0 / K - 1e-12) & (est.ess <= 1 + 1e-12)).all())
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 0.35 * errors[0], errors
+
+
+class _Recording(Energy):
+    """Wraps an energy and records every batch it is asked to evaluate."""
+
+    def __init__(self, inner):
+        super().__init__(inner.n_particles, inner.spatial_dim, inner.kT)
+        self.inner, self.seen = inner, []
+
+    def _energy_and_forces(self, x):
+        self.seen.append(x.clone())
+        return self.inner.energy_and_forces(x)
+
+
+@pytest.mark.parametrize("chunk", [7, 40, 64, 200, 10**6])
+def test_streaming_softmax_equals_plain_softmax_for_any_chunking(chunk):
+    lj = get_energy("lj13")
+    rec = _Recording(lj)
+    schedule = GeometricNoiseSchedule(0.01, 2.0)
+    B, K = 5, 40
+    x = torch.randn(B, 13, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 1.5
+    t = torch.full((B,), 0.2, dtype=torch.float64)
+    est = estimate_dem_score(rec, x, t, schedule, K, chunk_size=chunk, generator=torch.Generator().manual_seed(3),
+                             score_clip=None)
+    assert max(len(b) for b in rec.seen) <= max(chunk, 1)
+    # Rebuild each row's K perturbations from what the energy saw (chunks are row-blocks x K-blocks).
+    y = torch.cat(rec.seen)  # (B*K, 13, 3), in an order we recover by nearest row
+    row = ((y[:, None] - x[None]) ** 2).flatten(2).sum(-1).argmin(1)
+    e, f = lj.energy_and_forces(y)
+    ref = torch.zeros_like(x)
+    for b in range(B):
+        sel = row == b
+        assert int(sel.sum()) == K
+        w = torch.softmax(-e[sel], dim=0)
+        ref[b] = torch.einsum("k,knd->nd", w, f[sel])
+    assert torch.allclose(est.score, ref, rtol=1e-10, atol=1e-10)
+
+
+class _HalfBroken(Energy):
+    """A harmonic well that returns NaN for configurations with x[0, 0] > 0."""
+
+    def __init__(self):
+        super().__init__(2, 2)
+
+    def _energy(self, x):
+        e = 0.5 * (x**2).sum((-2, -1))
+        return torch.where(x[:, 0, 0] > 0, torch.full_like(e, float("nan")), e)
+
+
+def test_estimator_gives_zero_weight_to_nonfinite_energies():
+    energy = _HalfBroken()
+    schedule = GeometricNoiseSchedule(0.01, 1.0)
+    x = torch.zeros(4, 2, 2, dtype=torch.float64)
+    x[:, 0, 0] = -5.0  # all perturbations finite for these rows at small noise...
+    x[2:, 0, 0] = 5.0  # ...and all non-finite for these
+    t = torch.full((4,), 0.5, dtype=torch.float64)
+    est = estimate_dem_score(energy, x, t, schedule, 50, generator=torch.Generator().manual_seed(0), score_clip=None)
+    assert est.n_nonfinite == 100 and est.n_all_nonfinite == 2
+    assert torch.isfinite(est.score).all()
+    assert torch.equal(est.score[2:], torch.zeros_like(est.score[2:]))
+    assert est.score[0, 0, 0] > 0  # pulled back towards the well
+
+
+def test_clip_score_per_particle_and_whole_vector():
+    s = torch.tensor([[[30.0, 40.0], [0.3, 0.4]]])
+    c = clip_score(s, 10.0, per_particle=True)
+    assert torch.allclose(c[0].norm(dim=-1), torch.tensor([10.0, 0.5]))
+    c2 = clip_score(s, 10.0, per_particle=False)
+    assert math.isclose(float(c2.flatten().norm()), 10.0, rel_tol=1e-6)
+    assert clip_score(s, None, True) is s
+
+
+def test_reverse_sde_with_exact_score_samples_gaussian():
+    """Target N(0, s0^2 I): p_t = N(0, (s0^2 + h) I), exact score -x / (s0^2 + h)."""
+    schedule = GeometricNoiseSchedule(1e-3, 5.0)
+    s0 = 0.7
+    score = lambda x, t: -x / (s0**2 + schedule.h(t)[:, None, None])  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    x1 = sample_prior(4000, (1, 2), schedule, mean_free=False, generator=g, dtype=torch.float64)
+    x0 = integrate_reverse_sde(score, x1, schedule, steps=500, generator=g)
+    assert abs(float(x0.std()) - s0) < 0.04
+    ode = integrate_probability_flow(score, x1, schedule, steps=500)
+    assert abs(float(ode.std()) - s0) < 0.04
+
+
+def test_reverse_sde_mean_free_for_particles():
+    schedule = GeometricNoiseSchedule(0.01, 2.0)
+    g = torch.Generator().manual_seed(0)
+    x1 = sample_prior(16, (5, 3), schedule, mean_free=True, generator=g)
+    x0 = integrate_reverse_sde(lambda x, t: -x, x1, schedule, steps=20, mean_free=True, generator=g)
+    assert x0.mean(1).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_probability_flow_log_prob_of_gaussian(divergence):
+    schedule = GeometricNoiseSchedule(1e-2, 4.0)
+    s0 = 0.8
+    score = lambda x, t: -x / (s0**2 + schedule.h(t)[:, None, None])  # noqa: E731
+    x = torch.randn(64, 1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * s0
+    logp = probability_flow_log_prob(score, x, schedule, steps=400, divergence=divergence, t_min=0.0,
+                                     generator=torch.Generator().manual_seed(5))
+    exact = -0.5 * (x**2).flatten(1).sum(1) / s0**2 - 1.5 * math.log(2 * math.pi * s0**2)
+    tol = 0.05 if divergence == "exact" else 0.6  # Hutchinson is unbiased but noisy per sample
+    assert float((logp - exact).abs().mean()) < tol
+
+
+def test_prior_log_prob_mean_free_dof():
+    schedule = GeometricNoiseSchedule(0.01, 1.0)
+    x = torch.zeros(1, 4, 3)
+    lp = prior_log_prob(x, schedule, mean_free=True)
+    var = float(schedule.h(torch.tensor(1.0, dtype=torch.float64)))
+    assert math.isclose(float(lp), -0.5 * 9 * math.log(2 * math.pi * var), rel_tol=1e-6)
+
+
+def test_replay_buffer_fifo_and_state():
+    buf = ReplayBuffer(5, (1, 1))
+    buf.add(torch.arange(3.0).reshape(3, 1, 1))
+    buf.add(torch.arange(3.0, 7.0).reshape(4, 1, 1))
+    assert len(buf) == 5
+    assert buf.contents().flatten().tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    g = torch.Generator().manual_seed(0)
+    draws = buf.sample(5000, generator=g).flatten()
+    counts = torch.bincount(draws.long(), minlength=7)[2:]
+    assert counts.min() > 850  # uniform with replacement
+    other = ReplayBuffer(5, (1, 1))
+    other.load_state_dict(buf.state_dict())
+    assert torch.equal(other.contents(), buf.contents())
+    with pytest.raises(ValueError, match="shape"):
+        buf.add(torch.zeros(2, 2, 1))
+    with pytest.raises(RuntimeError, match="empty"):
+        ReplayBuffer(3, (1, 1)).sample(1)
