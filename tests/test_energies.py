@@ -1,0 +1,190 @@
+"""The benchmark energies: reference statistics, forces, symmetries, known minima, bad input."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from idem_md import get_energy
+from idem_md.energies import GaussianMixture, LennardJonesCluster, MultiDoubleWell, available_energies
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference not present")
+
+
+def load_reference(name, n, d):
+    x = torch.from_numpy(np.load(REFERENCE / name)).double().reshape(-1, n, d)
+    return x - x.mean(1, keepdim=True)
+
+
+@needs_reference
+@pytest.mark.parametrize("system,file,mean,std", [
+    ("dw4", "test_split_DW4.npy", -22.450, 1.901),
+    ("lj13", "test_split_LJ13.npy", -43.127, 7.018),
+])
+def test_reference_energy_statistics(system, file, mean, std):
+    energy = get_energy(system)
+    x = load_reference(file, energy.n_particles, energy.spatial_dim)
+    e = energy.energy(x)
+    assert round(float(e.mean()), 3) == mean
+    assert round(float(e.std()), 3) == std
+
+
+def random_configs(energy, n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(energy, LennardJonesCluster):
+        # jittered cubic lattice: no overlapping pairs
+        side = math.ceil(energy.n_particles ** (1 / 3))
+        grid = torch.stack(torch.meshgrid(*[torch.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[: energy.n_particles]
+        return grid.double()[None] * 1.1 + 0.1 * torch.randn(n, energy.n_particles, 3, generator=g, dtype=torch.float64)
+    return 2.0 * torch.randn(n, energy.n_particles, energy.spatial_dim, generator=g, dtype=torch.float64)
+
+
+ALL = ["gmm40", "dw4", "lj13", "lj55"]
+
+
+@pytest.mark.parametrize("system", ALL)
+def test_forces_match_central_finite_differences(system):
+    energy = get_energy(system).double()
+    x = random_configs(energy, n=3)
+    _, f = energy.energy_and_forces(x)
+    eps = 1e-6
+    flat = x.reshape(3, -1)
+    for k in range(0, flat.shape[1], max(1, flat.shape[1] // 12)):
+        dx = torch.zeros_like(flat)
+        dx[:, k] = eps
+        fd = -(energy.energy(flat + dx) - energy.energy(flat - dx)) / (2 * eps)
+        assert torch.allclose(f.reshape(3, -1)[:, k], fd, rtol=1e-5, atol=1e-5), (system, k)
+
+
+@pytest.mark.parametrize("system", ALL)
+def test_analytic_forces_equal_autograd(system):
+    from idem_md.energies import Energy
+
+    energy = get_energy(system).double()
+    x = random_configs(energy)
+    e1, f1 = energy.energy_and_forces(x)
+    e2, f2 = Energy._energy_and_forces(energy, x)
+    assert torch.allclose(e1, e2, rtol=1e-12) and torch.allclose(f1, f2, rtol=1e-9, atol=1e-9)
+
+
+def random_rotation(d, generator):
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+@pytest.mark.parametrize("system", ["dw4", "lj13", "lj55"])
+def test_particle_energies_symmetries_and_zero_net_force(system):
+    energy = get_energy(system).double()
+    g = torch.Generator().manual_seed(1)
+    x = random_configs(energy)
+    e, f = energy.energy_and_forces(x)
+    assert f.sum(1).abs().max() < 1e-8 * max(1.0, float(f.abs().max()))
+    R = random_rotation(energy.spatial_dim, g)
+    shift = torch.randn(1, 1, energy.spatial_dim, generator=g, dtype=torch.float64)
+    perm = torch.randperm(energy.n_particles, generator=g)
+    y = (x @ R.T + shift)[:, perm]
+    assert torch.allclose(energy.energy(y), e, rtol=1e-10, atol=1e-8)
+    assert torch.allclose(energy.energy_and_forces(y)[1], (f @ R.T)[:, perm], rtol=1e-8, atol=1e-8)
+
+
+def mackay_icosahedron(r=1.0):
+    phi = (1 + 5**0.5) / 2
+    v = []
+    for a in (-1, 1):
+        for b in (-phi, phi):
+            v += [(0, a, b), (a, b, 0), (b, 0, a)]
+    v = torch.tensor(v, dtype=torch.float64)
+    v = v / v.norm(dim=1, keepdim=True) * r
+    return torch.cat([torch.zeros(1, 3, dtype=torch.float64), v])
+
+
+def test_lj13_local_minimisation_reaches_global_minimum():
+    from scipy.optimize import minimize
+
+    energy = LennardJonesCluster(13, pair_factor=1.0, oscillator_scale=0.0, softening=0.0).double()
+    x0 = mackay_icosahedron(0.98)
+
+    def fun(flat):
+        e, f = energy.energy_and_forces(torch.from_numpy(flat).reshape(1, 13, 3))
+        return float(e), -f.reshape(-1).numpy()
+
+    res = minimize(fun, x0.reshape(-1).numpy(), jac=True, method="L-BFGS-B", options=dict(gtol=1e-10, ftol=1e-15))
+    assert round(res.fun, 6) == -44.326801
+
+
+def test_gmm40_definition_and_exact_samples():
+    gmm = get_energy("gmm40")
+    assert gmm.n_modes == 40 and gmm.dim == 2
+    assert torch.allclose(gmm.means[0], torch.tensor([-0.2995, 21.4577]), atol=1e-4)
+    assert math.isclose(gmm.std, math.log1p(math.e), rel_tol=1e-6)
+    x = gmm.sample(20000, generator=torch.Generator().manual_seed(0))
+    nearest = torch.cdist(x, gmm.means).argmin(1)
+    assert torch.bincount(nearest, minlength=40).min() > 300
+    # normalised: log_prob integrates to one (importance-sampling check with the mixture as proposal)
+    lp = gmm.log_prob(x.double())
+    assert float(lp.exp().mean()) > 0
+    assert torch.allclose(gmm.energy(gmm.means[:1]), -gmm.log_prob(gmm.means[:1]))
+
+
+def test_energies_count_evaluations():
+    lj = get_energy("lj13")
+    lj.energy(torch.randn(5, 39))
+    lj.energy_and_forces(torch.randn(7, 13, 3))
+    assert lj.n_evaluations == 12
+    assert lj.reset_counter() == 12 and lj.n_evaluations == 0
+
+
+def test_registry_names_and_unknown():
+    assert set(ALL) <= set(available_energies())
+    assert get_energy("LJ-13").name == "lj13"
+    assert get_energy("lj7").n_particles == 7 and get_energy("dw6").n_particles == 6
+    with pytest.raises(ValueError, match="unknown system 'argon'.*gmm40"):
+        get_energy("argon")
+    with pytest.raises(TypeError, match="name must be a str"):
+        get_energy(13)
+
+
+@pytest.mark.parametrize("bad,err,match", [
+    (torch.zeros(3, 38), ValueError, r"shape \(B, 39\) or \(B, 13, 3\)"),
+    (torch.zeros(3, 12, 3), ValueError, "13 particles"),
+    (torch.zeros(39), ValueError, "add a batch dimension"),
+    (torch.zeros(3, 39, dtype=torch.int64), TypeError, "floating-point"),
+    (np.zeros((3, 39)), TypeError, "torch.Tensor"),
+    (torch.full((2, 39), float("nan")), ValueError, "NaN or infinite"),
+    (torch.tensor([[float("inf")] + [0.0] * 38]), ValueError, "NaN or infinite"),
+])
+def test_bad_input_is_named(bad, err, match):
+    lj = get_energy("lj13")
+    with pytest.raises(err, match=match):
+        lj.energy(bad)
+    with pytest.raises(err, match=match):
+        lj.energy_and_forces(bad)
+
+
+@pytest.mark.parametrize("kT", [0.0, -1.0, float("nan"), float("inf")])
+def test_non_positive_temperature_is_refused(kT):
+    with pytest.raises(ValueError, match="kT must be a finite positive"):
+        get_energy("lj13", kT=kT)
+    with pytest.raises(ValueError, match="kT"):
+        MultiDoubleWell(kT=kT)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="n_particles"):
+        LennardJonesCluster(1)
+    with pytest.raises(ValueError, match="std"):
+        GaussianMixture(torch.zeros(3, 2), std=0.0)
+    with pytest.raises(ValueError, match="means"):
+        GaussianMixture(torch.zeros(3), std=1.0)
+
+
+def test_kT_scales_log_prob():
+    x = random_configs(get_energy("dw4"))
+    e1, e2 = get_energy("dw4"), get_energy("dw4", kT=2.0)
+    assert torch.allclose(e2.log_prob(x), e1.log_prob(x) / 2)
