@@ -8,6 +8,8 @@ SDE with the frozen network and push the new samples into the replay buffer.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -19,6 +21,7 @@ from .config import IDEMConfig, preset
 from .dem.buffer import ReplayBuffer
 from .dem.estimator import estimate_dem_score
 from .dem.schedule import GeometricNoiseSchedule
+from .distributed import DistContext
 from .dem.sde import integrate_reverse_sde, probability_flow_log_prob, remove_mean, sample_prior
 from .energies.base import Energy
 from .energies.registry import get_energy
@@ -26,6 +29,39 @@ from .energies.registry import get_energy
 __all__ = ["IDEMSampler", "Callback", "resolve_device"]
 
 Callback = Callable[["IDEMSampler", dict], None]
+
+
+_RANK_SEED_STRIDE = 1_000_003
+
+
+class _StopSignals:
+    """Turn SIGINT/SIGTERM into a flag checked between inner steps, so the loop can save first."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.received is not None:  # a second signal: stop at once
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self):
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+    def raise_now(self):
+        if self.received == signal.SIGTERM:
+            raise SystemExit(128 + signal.SIGTERM)
+        raise KeyboardInterrupt
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -96,18 +132,28 @@ class IDEMSampler:
                 network = build_score_network(config.network, energy.n_particles, energy.spatial_dim,
                                               **config.network_options)
         self.network = network.to(self.device)
+        self.dist = DistContext.detect()
+        self._train_module = self.network
+        if self.dist.enabled:  # identical initial weights (same seed); DDP averages gradients
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._train_module = DistributedDataParallel(
+                self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        # Each rank draws its own noise: rank r uses seed + r * _RANK_SEED_STRIDE.
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed + self.dist.rank * _RANK_SEED_STRIDE)
         self.buffer = ReplayBuffer(config.buffer_size, self.event_shape, device=self.device)
         self.outer_iteration = 0
         self.counters = {"estimator": 0, "sampling": 0, "evaluation": 0}
         self.nonfinite = {"estimator_perturbations": 0, "estimator_rows": 0, "rejected_buffer_candidates": 0}
         self.history: list[dict[str, float]] = []
+        self.inner_step = 0  # inner steps done in the current (unfinished) outer iteration
+        self._partial = {"loss": 0.0, "ess": 0.0}
 
     # ----------------------------------------------------------------- training
     @property
     def energy_evaluations(self) -> int:
-        """Energy evaluations spent so far, all purposes together."""
+        """Energy evaluations spent so far, all purposes and all ranks together."""
         return sum(self.counters.values())
 
     def _budget_left(self) -> float:
@@ -128,7 +174,8 @@ class IDEMSampler:
         progress : bool
             Show a tqdm progress bar with loss and energy evaluations.
         checkpoint_path : path, optional
-            Save here every ``config.checkpoint_every`` outer iterations and at the end.
+            Save here every ``config.checkpoint_every`` outer iterations, at the end, and when
+            SIGINT or SIGTERM arrives (then KeyboardInterrupt / SystemExit is raised after saving).
 
         Returns
         -------
@@ -142,55 +189,63 @@ class IDEMSampler:
             raise ValueError(f"outer_iterations must be a non-negative int, got {target!r}")
         cfg = self.config
         if len(self.buffer) == 0 and not cfg.pdem:
-            self.buffer.add(self._prior(cfg.samples_per_outer))
-        step_cost = cfg.batch_size * cfg.num_mc_samples
-        bar = tqdm(total=target, initial=min(self.outer_iteration, target), disable=not progress,
+            self._add_to_buffer(self._prior(self.dist.shard(cfg.samples_per_outer)))
+        step_cost = cfg.batch_size * cfg.num_mc_samples  # global, all ranks
+        bar = tqdm(total=target, initial=min(self.outer_iteration, target), disable=not (progress and self.dist.is_main),
                    desc=f"iDEM {self.energy.name}", unit="outer")
-        try:
-            while self.outer_iteration < target and self._budget_left() >= step_cost:
-                t0 = time.perf_counter()
-                losses, ess = [], []
-                for _ in range(cfg.inner_steps):
-                    if self._budget_left() < step_cost:
-                        break
-                    loss, step_ess = self._train_step()
-                    if not math.isfinite(loss):
-                        where = f"outer iteration {self.outer_iteration}, inner step {len(losses)}"
-                        raise FloatingPointError(
-                            f"training loss became {loss} at {where}; the run stopped and the last good "
-                            f"checkpoint{' at ' + str(checkpoint_path) if checkpoint_path else ''} is kept. "
-                            f"Try a smaller lr or score_clip."
-                        )
-                    losses.append(loss)
-                    ess.append(step_ess)
-                new_energy = float("nan")
-                if not cfg.pdem:
-                    new_energy = self._refill_buffer()
-                self.outer_iteration += 1
-                record = {
-                    "outer_iteration": self.outer_iteration,
-                    "loss": sum(losses) / max(len(losses), 1),
-                    "estimator_ess": sum(ess) / max(len(ess), 1),
-                    "buffer_new_mean_energy": new_energy,
-                    "energy_evaluations": self.energy_evaluations,
-                    "estimator_evaluations": self.counters["estimator"],
-                    "wall_time_s": time.perf_counter() - t0,
-                    "nonfinite_perturbations": self.nonfinite["estimator_perturbations"],
-                    "rejected_buffer_candidates": self.nonfinite["rejected_buffer_candidates"],
-                }
-                self.history.append(record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3g}", E_new=f"{new_energy:.3g}",
-                                evals=f"{self.energy_evaluations:.3g}")
-                for cb in callbacks:
-                    cb(self, record)
-                if checkpoint_path is not None and self.outer_iteration % cfg.checkpoint_every == 0:
-                    self.save(checkpoint_path)
-        finally:
-            bar.close()
+        with _StopSignals(enabled=checkpoint_path is not None) as stop:
+            try:
+                while self.outer_iteration < target and self._budget_left() >= step_cost:
+                    t0 = time.perf_counter()
+                    while self.inner_step < cfg.inner_steps and self._budget_left() >= step_cost:
+                        loss, step_ess = self._train_step()
+                        if not math.isfinite(loss):
+                            where = f"outer iteration {self.outer_iteration}, inner step {self.inner_step}"
+                            raise FloatingPointError(
+                                f"training loss became {loss} at {where}; the run stopped and the last good "
+                                f"checkpoint{' at ' + str(checkpoint_path) if checkpoint_path else ''} is kept. "
+                                f"Try a smaller lr or score_clip."
+                            )
+                        self.inner_step += 1
+                        self._partial["loss"] += loss
+                        self._partial["ess"] += step_ess
+                        if self.dist.any(stop.received is not None):
+                            self.save(checkpoint_path)
+                            stop.raise_now()
+                    record = self._finish_outer_iteration(time.perf_counter() - t0)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.3g}", E_new=f"{record['buffer_new_mean_energy']:.3g}",
+                                    evals=f"{self.energy_evaluations:.3g}")
+                    for cb in callbacks:
+                        cb(self, record)
+                    if checkpoint_path is not None and self.outer_iteration % cfg.checkpoint_every == 0:
+                        self.save(checkpoint_path)
+            finally:
+                bar.close()
         if checkpoint_path is not None:
             self.save(checkpoint_path)
         return self.history
+
+    def _finish_outer_iteration(self, wall_time: float) -> dict[str, float]:
+        """Outer step (refill the buffer) and the iteration's record."""
+        steps = max(self.inner_step, 1)
+        new_energy = float("nan") if self.config.pdem else self._refill_buffer()
+        self.outer_iteration += 1
+        record = {
+            "outer_iteration": self.outer_iteration,
+            "loss": self._partial["loss"] / steps,
+            "estimator_ess": self._partial["ess"] / steps,
+            "buffer_new_mean_energy": new_energy,
+            "energy_evaluations": self.energy_evaluations,
+            "estimator_evaluations": self.counters["estimator"],
+            "wall_time_s": wall_time,
+            "nonfinite_perturbations": self.nonfinite["estimator_perturbations"],
+            "rejected_buffer_candidates": self.nonfinite["rejected_buffer_candidates"],
+        }
+        self.history.append(record)
+        self.inner_step = 0
+        self._partial = {"loss": 0.0, "ess": 0.0}
+        return record
 
     def _prior(self, n: int) -> torch.Tensor:
         return sample_prior(n, self.event_shape, self.schedule, self.mean_free, generator=self.generator,
@@ -199,7 +254,7 @@ class IDEMSampler:
     def _train_step(self) -> tuple[float, float]:
         """One gradient step of the DEM regression (iDEM Eq. 9). Returns (loss, mean estimator ESS)."""
         cfg = self.config
-        B = cfg.batch_size
+        B = self.dist.shard(cfg.batch_size)  # this rank's share of the global batch
         x0 = self._prior(B) if cfg.pdem else self.buffer.sample(B, generator=self.generator)  # (B, n, d)
         t = torch.rand(B, generator=self.generator, device=self.device)  # (B,)
         h = self.schedule.h(t)
@@ -211,37 +266,47 @@ class IDEMSampler:
         est = estimate_dem_score(self.energy, x_t, t, self.schedule, cfg.num_mc_samples,
                                  coordinate_scale=cfg.coordinate_scale, score_clip=cfg.score_clip,
                                  chunk_size=cfg.estimator_chunk_size, generator=self.generator)
-        self.counters["estimator"] += self.energy.n_evaluations - before
-        self.nonfinite["estimator_perturbations"] += est.n_nonfinite
-        self.nonfinite["estimator_rows"] += est.n_all_nonfinite
+        self.counters["estimator"] += int(self.dist.sum(self.energy.n_evaluations - before))
+        self.nonfinite["estimator_perturbations"] += int(self.dist.sum(est.n_nonfinite))
+        self.nonfinite["estimator_rows"] += int(self.dist.sum(est.n_all_nonfinite))
 
         self.network.train()
-        pred = self.network(x_t, t)  # (B, n, d)
+        pred = self._train_module(x_t, t)  # (B, n, d); DDP all-reduces the gradients
+        
         err = (pred - est.score).pow(2).flatten(1).mean(1)  # (B,)
         weight = h + cfg.loss_weight_eps if cfg.loss_weighting == "h_plus_eps" else torch.ones_like(h)
         loss = (weight * err).mean()
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return float(loss), float(est.ess.mean())
+        global_loss = self.dist.sum(float(loss.detach())) / self.dist.world_size
+        ess = self.dist.sum(float(est.ess.mean())) / self.dist.world_size
+        if not math.isfinite(global_loss):  # every rank sees the same value, so all stop together
+            return global_loss, ess
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        return float(loss.detach()), float(est.ess.mean())
+        return global_loss, ess
 
     def _refill_buffer(self) -> float:
         """Outer step: reverse-SDE samples with the frozen network go into the buffer. Candidates with
         non-finite coordinates or energies are rejected (and counted). Returns their mean energy."""
-        x = self._generate(self.config.samples_per_outer, progress=False)  # working coordinates
+        x = self._generate(self.dist.shard(self.config.samples_per_outer))  # working coordinates, this rank's share
         finite = torch.isfinite(x).flatten(1).all(1)
         x = x[finite]
         before = self.energy.n_evaluations
         e = self.energy.energy(x * self.config.coordinate_scale) if len(x) else torch.zeros(0)
-        self.counters["sampling"] += self.energy.n_evaluations - before
+        self.counters["sampling"] += int(self.dist.sum(self.energy.n_evaluations - before))
         ok = torch.isfinite(e).to(x.device)
-        self.nonfinite["rejected_buffer_candidates"] += int((~finite).sum()) + int((~ok).sum())
-        if ok.any():
-            self.buffer.add(x[ok])
-        return float(e[ok.to(e.device)].mean()) if ok.any() else float("nan")
+        self.nonfinite["rejected_buffer_candidates"] += int(self.dist.sum(int((~finite).sum()) + int((~ok).sum())))
+        kept_e = e[ok.to(e.device)].detach().double()
+        self._add_to_buffer(x[ok])
+        n_kept = self.dist.sum(len(kept_e))
+        return self.dist.sum(float(kept_e.sum())) / n_kept if n_kept else float("nan")
+
+    def _add_to_buffer(self, x: torch.Tensor) -> None:
+        """Every rank adds every rank's new samples (in rank order): the buffer stays replicated."""
+        x = self.dist.gather_rows(x)
+        if len(x):
+            self.buffer.add(x)
 
     # ----------------------------------------------------------------- sampling
     def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -314,7 +379,8 @@ class IDEMSampler:
         if self.mean_free:
             x3 = remove_mean(x3)
         y = x3 / self.config.coordinate_scale
-        logp = probability_flow_log_prob(self.score, y, self.schedule, steps=steps, mean_free=self.mean_free,
+        self.network.eval()
+        logp = probability_flow_log_prob(self.network, y, self.schedule, steps=steps, mean_free=self.mean_free,
                                          divergence=divergence, generator=self.generator)
         dof = (self.energy.n_particles - 1) * self.energy.spatial_dim if self.mean_free else self.energy.dim
         return logp - dof * math.log(self.config.coordinate_scale)
@@ -331,7 +397,10 @@ class IDEMSampler:
             "optimizer": self.optimizer.state_dict(),
             "buffer": self.buffer.state_dict(),
             "generator": self.generator.get_state(),
+            "rank_generators": self.dist.gather_objects(self.generator.get_state().cpu()),
             "outer_iteration": self.outer_iteration,
+            "inner_step": self.inner_step,
+            "partial": dict(self._partial),
             "counters": dict(self.counters),
             "nonfinite": dict(self.nonfinite),
             "history": list(self.history),
@@ -339,8 +408,12 @@ class IDEMSampler:
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically: config, weights, optimiser, buffer, RNG state, counters,
-        history and the energy's identity."""
-        return atomic_save(self.state_dict(), path)
+        history and the energy's identity. Under torch.distributed only rank 0 writes."""
+        state = self.state_dict()  # collective: every rank takes part
+        if self.dist.is_main:
+            atomic_save(state, path)
+        self.dist.barrier()
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, energy: Energy | str | None = None,
@@ -379,8 +452,15 @@ class IDEMSampler:
         sampler.optimizer.load_state_dict(payload["optimizer"])
         sampler.buffer.load_state_dict({k: v.to(sampler.device) if torch.is_tensor(v) else v
                                         for k, v in payload["buffer"].items()})
-        sampler.generator.set_state(payload["generator"].cpu())  # generator states are CPU byte tensors
+        gens = payload.get("rank_generators") or [payload["generator"]]
+        if len(gens) == sampler.dist.world_size:  # generator states are CPU byte tensors
+            sampler.generator.set_state(gens[sampler.dist.rank].cpu())
+        else:  # resumed on another number of ranks: fresh, still deterministic, per-rank streams
+            sampler.generator.manual_seed(sampler.config.seed + sampler.dist.rank * _RANK_SEED_STRIDE
+                                          + int(payload["outer_iteration"]))
         sampler.outer_iteration = int(payload["outer_iteration"])
+        sampler.inner_step = int(payload.get("inner_step", 0))
+        sampler._partial = dict(payload.get("partial", {"loss": 0.0, "ess": 0.0}))
         sampler.counters.update(payload["counters"])
         sampler.nonfinite.update(payload["nonfinite"])
         sampler.history = list(payload["history"])

@@ -1,0 +1,156 @@
+"""IDEMSampler: training loop, sampling, budgets, checkpoints, config errors (tiny CPU configs)."""
+
+import pytest
+import torch
+
+from idem_md import get_energy
+from idem_md.checkpoint import CheckpointError
+from idem_md.config import IDEMConfig, preset
+from idem_md.sampler import IDEMSampler
+
+TINY_E3NN = dict(hidden_irreps="8x0e + 2x1o", n_layers=1, n_radial_basis=4, radial_hidden=8, time_embedding_dim=8)
+TINY = dict(batch_size=8, num_mc_samples=16, inner_steps=2, samples_per_outer=8, sde_steps=8, buffer_size=32,
+            outer_iterations=2, sample_batch_size=8)
+
+
+def tiny_sampler(system="dw4", **overrides):
+    opts = {} if system == "gmm40" else dict(network_options=TINY_E3NN)
+    if system == "gmm40":
+        opts["network_options"] = dict(hidden_dim=16, n_hidden_layers=1, time_embedding_dim=8)
+    return IDEMSampler(system, config={**TINY, **opts, **overrides}, device="cpu")
+
+
+@pytest.mark.parametrize("system", ["gmm40", "dw4", "lj13"])
+def test_fit_and_sample_shapes_and_counters(system):
+    s = tiny_sampler(system)
+    history = s.fit(progress=False)
+    assert len(history) == 2 and s.outer_iteration == 2
+    assert s.counters["estimator"] == 2 * 2 * 8 * 16
+    assert s.counters["sampling"] == 2 * 8  # energies of the buffer candidates
+    assert len(s.buffer) == 8 + 2 * 8
+    out = s.sample(5, progress=False)
+    e = s.energy
+    assert out.positions.shape == (5, e.n_particles, e.spatial_dim)
+    assert out.energies.shape == (5,) and s.counters["evaluation"] == 5
+    if e.is_particle_system:
+        assert out.positions.mean(1).abs().max() < 1e-4
+    assert all(k in history[0] for k in ("loss", "estimator_ess", "energy_evaluations"))
+
+
+def test_paper_presets():
+    assert preset("gmm40").coordinate_scale == 50.0 and preset("gmm40").network == "mlp"
+    assert preset("lj55").batch_size == 128 and preset("lj55").num_mc_samples == 100
+    assert preset("lj13").diffusion_scale == 0.9 and preset("dw4").sigma_max == 3.0
+    assert preset("my_molecule", particle_system=True).network == "e3nn"
+
+
+def test_seed_determinism():
+    a, b = tiny_sampler(), tiny_sampler()
+    a.fit(progress=False)
+    b.fit(progress=False)
+    assert torch.equal(a.sample(4, progress=False).positions, b.sample(4, progress=False).positions)
+
+
+def test_energy_budget_stops_training():
+    s = tiny_sampler(energy_budget=3 * 8 * 16, outer_iterations=10)
+    s.fit(progress=False)
+    assert s.counters["estimator"] == 3 * 8 * 16
+    assert s.outer_iteration == 2  # 2 inner steps, then 1 (budget hit mid-iteration)
+
+
+def test_pdem_mode_has_no_buffer_refill():
+    s = tiny_sampler(pdem=True)
+    s.fit(progress=False)
+    assert len(s.buffer) == 0 and s.counters["sampling"] == 0
+
+
+def test_checkpoint_round_trip_resumes_identically(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    a = tiny_sampler(outer_iterations=4)
+    a.fit(2, progress=False, checkpoint_path=path)
+    b = IDEMSampler.load(path)
+    assert b.outer_iteration == 2 and b.counters == a.counters
+    assert torch.equal(b.buffer.contents(), a.buffer.contents())
+    a.fit(progress=False)
+    b.fit(progress=False)
+    for p, q in zip(a.network.parameters(), b.network.parameters()):
+        assert torch.equal(p, q)
+    assert torch.equal(a.buffer.contents(), b.buffer.contents())
+
+
+def test_checkpoint_refuses_other_system_and_garbage(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    tiny_sampler().save(path)
+    with pytest.raises(CheckpointError, match="another system"):
+        IDEMSampler.load(path, energy=get_energy("dw4", kT=2.0))
+    with pytest.raises(CheckpointError, match="another system"):
+        IDEMSampler.load(path, energy="lj13")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        IDEMSampler.load(bad)
+    with pytest.raises(FileNotFoundError):
+        IDEMSampler.load(tmp_path / "missing.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="format version 99"):
+        IDEMSampler.load(bad)
+
+
+def test_checkpoint_refuses_other_network_shape(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    tiny_sampler().save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["network_options"] = {**TINY_E3NN, "hidden_irreps": "4x0e + 2x1o"}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="network shape"):
+        IDEMSampler.load(path)
+
+
+@pytest.mark.parametrize("field,value,err", [
+    ("batch_size", 0, ValueError), ("batch_size", 2.5, TypeError), ("lr", -1.0, ValueError),
+    ("sigma_min", 5.0, ValueError), ("network", "transformer", ValueError), ("seed", -1, ValueError),
+    ("score_clip", float("nan"), ValueError), ("pdem", "yes", TypeError),
+])
+def test_bad_config_fields_are_named(field, value, err):
+    with pytest.raises(err, match=field):
+        IDEMConfig().replace(**{field: value})
+
+
+def test_unknown_config_field_and_bad_arguments():
+    with pytest.raises(ValueError, match="unknown config field 'batchsize'"):
+        IDEMSampler("dw4", config=dict(batchsize=3))
+    with pytest.raises(ValueError, match="unknown system"):
+        IDEMSampler("argon")
+    with pytest.raises(TypeError, match="energy must be"):
+        IDEMSampler(42)
+    s = tiny_sampler()
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        s.sample(0)
+    with pytest.raises(ValueError, match="outer_iterations"):
+        s.fit(-1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_request_without_cuda_is_clear():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        IDEMSampler("dw4", device="cuda")
+
+
+def test_nan_loss_stops_with_clear_message(tmp_path, monkeypatch):
+    s = tiny_sampler(outer_iterations=3)
+    s.fit(1, progress=False, checkpoint_path=tmp_path / "c.pt")
+    good = torch.load(tmp_path / "c.pt", weights_only=True)["outer_iteration"]
+    monkeypatch.setattr(s.network, "forward", lambda x, t: torch.full_like(x, float("nan")))
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        s.fit(progress=False, checkpoint_path=tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["outer_iteration"] == good
+
+
+def test_model_log_prob_runs_and_is_finite():
+    s = tiny_sampler()
+    s.fit(1, progress=False)
+    x = s.sample(3, progress=False).positions
+    lp = s.log_prob(x, steps=5)
+    assert lp.shape == (3,) and torch.isfinite(lp).all()
