@@ -19,6 +19,8 @@ Mapping used by the bridges *out* of idem_md (reduced -> engine):
 from __future__ import annotations
 
 __all__ = [
+    "REDUCED_LENGTH_IN_NM",
+    "REDUCED_LENGTH_IN_ANGSTROM",
     "ANGSTROM_PER_NM",
     "NM_PER_ANGSTROM",
     "KJ_PER_MOL_PER_EV",
@@ -28,6 +30,10 @@ __all__ = [
     "temperature_for_reduced_kT",
 ]
 
+#: Nanometres per reduced length unit in OpenMM Systems, .dcd/.pdb files and mdtraj.
+REDUCED_LENGTH_IN_NM: float = 1.0
+#: Angstrom per reduced length unit in ASE calculators and .xyz files.
+REDUCED_LENGTH_IN_ANGSTROM: float = 1.0
 #: Angstrom in one nanometre.
 ANGSTROM_PER_NM: float = 10.0
 #: Nanometres in one Angstrom.
