@@ -1,0 +1,372 @@
+"""Command-line interface: ``idem-md train | sample | md | evaluate | demo``.
+
+``python -m idem_md ...`` is the same program, so ``torchrun -m idem_md train ...``
+launches a distributed training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser", "parse_set_values", "load_config_file"]
+
+RUN_CHECKPOINT = "checkpoint.pt"
+RUN_CONFIG = "config.json"
+RUN_METRICS = "metrics.jsonl"
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# ------------------------------------------------------------------ config parsing
+def _parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"true"`` -> True, ``"none"`` -> None, JSON objects, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set_values(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ``--set key=value`` items; ``network_options.key=value`` sets one network option.
+
+    >>> parse_set_values(["batch_size=64", "lr=1e-4", "network_options.n_layers=2"])
+    {'batch_size': 64, 'lr': 0.0001, 'network_options': {'n_layers': 2}}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set expects key=value, got {item!r}")
+        head, dot, sub = key.strip().partition(".")
+        if dot:
+            if head != "network_options" or not sub:
+                raise CLIError(f"--set: only network_options.<name> may be dotted, got {key!r}")
+            out.setdefault("network_options", {})[sub] = _parse_value(value)
+        else:
+            out[head] = _parse_value(value)
+    return out
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read config overrides from a TOML file (top-level keys are config fields;
+    an optional ``[network_options]`` table)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config file not found: {path}")
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CLIError(f"--config {path} is not valid TOML: {exc}") from None
+    return data
+
+
+# ------------------------------------------------------------------ subcommands
+def _training_overrides(args) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.config:
+        overrides.update(load_config_file(args.config))
+    sets = parse_set_values(args.set or [])
+    if "network_options" in sets and "network_options" in overrides:
+        sets["network_options"] = {**overrides["network_options"], **sets["network_options"]}
+    overrides.update(sets)
+    if args.outer_iterations is not None:
+        overrides["outer_iterations"] = args.outer_iterations
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    return overrides
+
+
+def cmd_train(args) -> int:
+    from .config import preset
+    from .distributed import DistContext, init_distributed_from_env
+    from .energies import get_energy
+    from .sampler import IDEMSampler
+
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args.nproc)
+    distributed = init_distributed_from_env()
+    device = args.device
+    if distributed and device in (None, "cuda") and _cuda_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    energy = get_energy(args.system)
+    config = preset(energy.name, particle_system=energy.is_particle_system, **_training_overrides(args))
+    run = Path(args.out)
+    ckpt = run / RUN_CHECKPOINT
+    if ckpt.exists():
+        sampler = IDEMSampler.load(ckpt, energy=energy, device=device)
+        mine = {k: v for k, v in config.to_dict().items() if k != "outer_iterations"}
+        theirs = {k: v for k, v in sampler.config.to_dict().items() if k != "outer_iterations"}
+        if mine != theirs:
+            changed = sorted(k for k in mine if mine[k] != theirs.get(k))
+            raise CLIError(f"{run} holds a run with a different config ({', '.join(changed)}); "
+                           "use a new --out or the same settings to resume")
+        sampler.config = sampler.config.replace(outer_iterations=config.outer_iterations)
+        _say(f"resuming {run} at outer iteration {sampler.outer_iteration}/{config.outer_iterations}")
+    else:
+        sampler = IDEMSampler(energy, config, device=device)
+        if DistContext.detect().is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            (run / RUN_CONFIG).write_text(json.dumps({"system": energy.name, "config": config.to_dict()}, indent=2))
+    log_path = run / RUN_METRICS
+
+    def log_record(s, record):
+        if s.dist.is_main:
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    try:
+        sampler.fit(checkpoint_path=ckpt, callbacks=[log_record], progress=not args.quiet)
+    except KeyboardInterrupt:
+        _say(f"interrupted: checkpoint saved at {ckpt} (outer iteration {sampler.outer_iteration}, "
+             f"inner step {sampler.inner_step}); run the same command to resume")
+        return 130
+    if sampler.dist.is_main:
+        from .plots import save_figure, training_curves
+
+        save_figure(training_curves(sampler.history), run / "plots" / "training_curves.png", overwrite=True)
+        _say(f"trained {energy.name}: {sampler.outer_iteration} outer iterations, "
+             f"{sampler.energy_evaluations:,} energy evaluations; checkpoint {ckpt}, log {log_path}")
+    return 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _relaunch_with_torchrun(nproc: int) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes on this node."""
+    import subprocess
+
+    argv = [a for a in sys.argv[1:]]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "idem_md", *cleaned]
+    return subprocess.call(cmd)
+
+
+def cmd_sample(args) -> int:
+    from .sampler import IDEMSampler
+
+    run = Path(args.run_dir)
+    ckpt = run / RUN_CHECKPOINT
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run}")
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint in {run} (expected {ckpt}); train first with idem-md train")
+    sampler = IDEMSampler.load(ckpt, device=args.device)
+    samples = sampler.sample(args.n, steps=args.steps, progress=not args.quiet)
+    written = samples.save(args.out, overwrite=args.overwrite)
+    _say(f"wrote {len(samples)} samples: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_md(args) -> int:
+    from .energies import get_energy
+    from .md import MDConfig, run_md
+
+    energy = get_energy(args.system)
+    _check_writable(args.out, args.overwrite)
+    run = run_md(energy, args.n, MDConfig(seed=args.seed, timestep=args.timestep), progress=not args.quiet)
+    written = run.to_samples().save(args.out, overwrite=args.overwrite)
+    _say(f"MD: {run.n_samples} samples, thinning {run.thinning} steps, {run.n_energy_evaluations:,} energy "
+         f"evaluations, {run.wall_time:.1f} s; wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _check_writable(path, overwrite: bool) -> None:
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+def cmd_evaluate(args) -> int:
+    from .energies import get_energy
+    from .evaluation import evaluate
+    from .io import Samples
+
+    energy = get_energy(args.system)
+    samples = Samples.load(args.file, n_particles=energy.n_particles, spatial_dim=energy.spatial_dim)
+    reference = None
+    if args.reference:
+        reference = Samples.load(args.reference, n_particles=energy.n_particles, spatial_dim=energy.spatial_dim)
+    elif energy.name == "gmm40":
+        reference = energy.sample(max(len(samples), 1000))
+    report = evaluate(samples, energy, reference, n_batches=args.batches, batch_size=args.batch_size)
+    print(report.table())
+    if args.json:
+        _check_writable(args.json, args.overwrite)
+        Path(args.json).write_text(report.to_json())
+        _say(f"report written to {args.json}")
+    if args.plots:
+        _write_evaluation_plots(Path(args.plots), energy, samples, reference, args.overwrite)
+    return 0
+
+
+def _write_evaluation_plots(outdir: Path, energy, samples, reference, overwrite: bool) -> None:
+    from .plots import distance_histogram, energy_histogram, gmm_scatter, save_figure
+
+    data = {"samples": samples}
+    if reference is not None:
+        data["reference"] = reference
+    outdir.mkdir(parents=True, exist_ok=True)
+    save_figure(energy_histogram(_with_energies(data, energy)), outdir / "energy_histogram.png", overwrite=overwrite)
+    if energy.is_particle_system:
+        save_figure(distance_histogram(data, energy.n_particles, energy.spatial_dim),
+                    outdir / "distance_histogram.png", overwrite=overwrite)
+    elif hasattr(energy, "means"):
+        save_figure(gmm_scatter(samples, energy.means), outdir / "gmm_scatter.png", overwrite=overwrite)
+    _say(f"plots written to {outdir}")
+
+
+def _with_energies(data: dict, energy) -> dict:
+    """Energies of every dataset (computed when a file held none)."""
+    import torch
+
+    from .io import Samples
+
+    out = {}
+    for label, item in data.items():
+        if isinstance(item, Samples):
+            e = item.energies
+            if e is None:
+                e = energy.energy(item.positions.to(torch.float64))
+            out[label] = e
+        else:
+            out[label] = energy.energy(torch.as_tensor(item).to(torch.float64).reshape(len(item), -1))
+    return out
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), fast=args.fast, overwrite=args.overwrite, progress=not args.quiet)
+    return 0
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="idem-md", description="Iterated Denoising Energy Matching (iDEM) samplers "
+                                "for Boltzmann densities, with OpenMM MD baselines.")
+    p.add_argument("--version", action="version", version=f"idem_md {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="train an iDEM sampler (resumes when RUN_DIR holds a checkpoint)",
+                       description="Train an iDEM sampler. Running the same command again after an interruption "
+                       "resumes from RUN_DIR/checkpoint.pt. Under torchrun (or with --nproc N) training is data "
+                       "parallel over the processes.")
+    t.add_argument("--system", required=True, help="gmm40, dw4, lj13, lj55 (or ljN / dwN)")
+    t.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (config, checkpoint, metrics log, plots)")
+    t.add_argument("--config", metavar="FILE.toml", help="TOML file of config overrides")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one config field (e.g. --set batch_size=128 --set network_options.n_layers=2); "
+                   "repeatable")
+    t.add_argument("--outer-iterations", type=int, metavar="N", help="total outer iterations to reach")
+    t.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
+    t.add_argument("--seed", type=int, metavar="S")
+    t.add_argument("--nproc", type=int, metavar="N", help="launch N local processes with torchrun (gloo on CPU)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run", description="Draw samples from a trained "
+                       "run by integrating the reverse SDE. The suffix of --out picks the format: .xyz (extended XYZ, "
+                       "energies included), .dcd (a .pdb topology and a .json sidecar are written beside it), .npz.")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("-n", type=int, required=True, help="number of samples")
+    s.add_argument("--out", required=True, metavar="FILE", help="output file (.xyz, .dcd or .npz)")
+    s.add_argument("--steps", type=int, help="reverse-SDE steps (default: the run's sde_steps)")
+    s.add_argument("--device", choices=["cpu", "cuda"])
+    s.add_argument("--overwrite", action="store_true", help="replace existing files")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    m = sub.add_parser("md", help="run the OpenMM Langevin MD baseline", description="Run OpenMM Langevin dynamics "
+                       "at the target's kT, thinned by the measured energy autocorrelation time, and write the samples "
+                       "(.xyz, .dcd + .pdb, or .npz).")
+    m.add_argument("--system", required=True, help="dw4, lj13, lj55 (or ljN / dwN)")
+    m.add_argument("-n", type=int, required=True, help="number of samples")
+    m.add_argument("--out", required=True, metavar="FILE")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--timestep", type=float, default=0.005, help="reduced time units (ps); default 0.005")
+    m.add_argument("--overwrite", action="store_true")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_md)
+
+    e = sub.add_parser("evaluate", help="metrics of a sample file", description="Print the metrics table of a "
+                       "sample file (against --reference when given; GMM-40 uses exact samples) and optionally "
+                       "write the JSON report and plots.")
+    e.add_argument("file", metavar="FILE", help=".xyz, .dcd or .npz")
+    e.add_argument("--system", required=True)
+    e.add_argument("--reference", metavar="FILE", help="reference samples (.xyz, .dcd, .npz)")
+    e.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    e.add_argument("--plots", metavar="DIR", help="write energy / distance histograms as PNG")
+    e.add_argument("--batches", type=int, default=5, help="independent batches per metric (default 5)")
+    e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("demo", help="train, sample, run MD and compare on DW-4 (a few minutes on 2 CPU cores)",
+                       description="The main job on an embedded default: trains a small iDEM sampler on DW-4, "
+                       "writes a trajectory, runs a short OpenMM MD baseline, evaluates both against the bundled "
+                       "MD reference and writes an energy histogram PNG.")
+    d.add_argument("--out", default="idem_demo", metavar="DIR", help="output directory (default ./idem_demo)")
+    d.add_argument("--fast", action="store_true", help="a seconds-long smoke run (for tests)")
+    d.add_argument("--overwrite", action="store_true")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .energies.base import EnergyEvaluationError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError,
+            NotImplementedError, EnergyEvaluationError, FloatingPointError, IsADirectoryError,
+            PermissionError) as exc:
+        print(f"idem-md {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"idem-md {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
