@@ -96,7 +96,7 @@ class IDEMSampler:
     >>> from idem_md import IDEMSampler
     >>> sampler = IDEMSampler("dw4", config=dict(batch_size=8, num_mc_samples=16, inner_steps=2,
     ...     samples_per_outer=8, sde_steps=10, outer_iterations=1,
-    ...     network_options=dict(hidden_scalars=8, hidden_vectors=2, num_layers=1)), device="cpu")
+    ...     network_options=dict(hidden_irreps="8x0e + 2x1o", n_layers=1)), device="cpu")
     >>> history = sampler.fit(progress=False)
     >>> sampler.sample(4, progress=False).positions.shape
     torch.Size([4, 4, 2])

@@ -33,7 +33,11 @@ __all__ = [
     "integrate_reverse_sde",
     "integrate_probability_flow",
     "probability_flow_log_prob",
+    "EXACT_DIVERGENCE_MAX_DIM",
 ]
+
+#: ``divergence="auto"`` uses the exact divergence up to this many coordinates, Hutchinson above.
+EXACT_DIVERGENCE_MAX_DIM = 64
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (B,n,d), t (B,)) -> (B,n,d)
 
@@ -183,7 +187,7 @@ def probability_flow_log_prob(score_fn: ScoreFn, x0: torch.Tensor, schedule: Geo
     """
     if divergence not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got {divergence!r}")
-    exact = divergence == "exact" or (divergence == "auto" and x0[0].numel() <= 64)
+    exact = divergence == "exact" or (divergence == "auto" and x0[0].numel() <= EXACT_DIVERGENCE_MAX_DIM)
     times = _time_grid(steps, t_min).flip(0)
     B = x0.shape[0]
     x = x0.detach().clone()

@@ -7,6 +7,8 @@ from .lennard_jones import LennardJonesCluster
 from .registry import available_energies, get_energy, register_energy
 
 __all__ = [
+    "ASEEnergy",
+    "OpenMMEnergy",
     "Energy",
     "EnergyEvaluationError",
     "GaussianMixture",
@@ -17,3 +19,15 @@ __all__ = [
     "get_energy",
     "register_energy",
 ]
+
+# The bridges import ASE / OpenMM; load them on first use so that
+# ``import idem_md`` stays light.
+_LAZY_BRIDGES = {"ASEEnergy": ".ase_bridge", "OpenMMEnergy": ".openmm_bridge"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_BRIDGES:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_BRIDGES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

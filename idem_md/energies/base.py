@@ -157,6 +157,21 @@ class Energy(torch.nn.Module):
         n, self.n_evaluations = self.n_evaluations, 0
         return n
 
+    # ---------------------------------------------------------------- bridges
+    def to_ase_calculator(self):
+        """ASE calculator evaluating this energy (1 length unit = 1 Angstrom,
+        1 energy unit = 1 eV); see :class:`idem_md.energies.ase_bridge.EnergyCalculator`."""
+        from .ase_bridge import EnergyCalculator  # ASE is imported only when asked for
+
+        return EnergyCalculator(self)
+
+    def to_openmm_system(self):
+        """OpenMM System with this energy (nm, kJ/mol, 1 amu particles); LJ-n and DW-n
+        only, see :func:`idem_md.energies.openmm_bridge.energy_to_openmm_system`."""
+        from .openmm_bridge import energy_to_openmm_system  # OpenMM is imported only when asked for
+
+        return energy_to_openmm_system(self)
+
     # ------------------------------------------------------- subclass hooks
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
         """Energies of a validated batch ``(B, n, d) -> (B,)``. Override this."""
