@@ -125,10 +125,11 @@ def _check_float(name: str, value: Any, positive: bool) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     "gmm40": dict(sigma_min=1e-5, sigma_max=1.0, coordinate_scale=50.0, diffusion_scale=1.0, num_mc_samples=500,
                   lr=5e-4, score_clip=70.0, loss_weighting="h_plus_eps", network="mlp"),
-    "dw4": dict(sigma_min=1e-5, sigma_max=3.0, diffusion_scale=1.0, num_mc_samples=1000, score_clip=20.0),
+    "dw4": dict(sigma_min=1e-5, sigma_max=3.0, diffusion_scale=1.0, num_mc_samples=1000, score_clip=20.0,
+                network_options=dict(radial_max=7.0)),  # DW-4 pair distances reach ~6.2 (reference samples)
     "lj13": dict(sigma_min=0.01, sigma_max=2.0, diffusion_scale=0.9, num_mc_samples=1000, score_clip=20.0),
     "lj55": dict(sigma_min=0.5, sigma_max=4.0, diffusion_scale=0.5, num_mc_samples=100, batch_size=128,
-                 samples_per_outer=128, score_clip=20.0),
+                 samples_per_outer=128, score_clip=20.0, network_options=dict(radial_max=8.0)),
 }
 _GENERIC_PARTICLE = dict(PRESETS["lj13"])
 _GENERIC_VECTOR = dict(sigma_min=1e-3, sigma_max=1.0, num_mc_samples=500, score_clip=70.0,

@@ -21,7 +21,7 @@ __all__ = ["run_demo", "DEMO_CONFIG", "load_bundled_reference"]
 #: smaller batch, K and network so that training takes about two minutes on 2 cores.
 DEMO_CONFIG = dict(batch_size=128, num_mc_samples=256, inner_steps=40, outer_iterations=12, samples_per_outer=500,
                    buffer_size=5000, sde_steps=200, sample_batch_size=1000,
-                   network_options=dict(hidden_irreps="16x0e + 4x1o", n_layers=2))
+                   network_options=dict(hidden_irreps="16x0e + 4x1o", n_layers=2, radial_max=7.0))
 _FAST_CONFIG = dict(batch_size=16, num_mc_samples=16, inner_steps=2, outer_iterations=1, samples_per_outer=32,
                     buffer_size=64, sde_steps=10, sample_batch_size=64,
                     network_options=dict(hidden_irreps="8x0e + 2x1o", n_layers=1))
