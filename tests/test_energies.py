@@ -70,27 +70,18 @@ def test_analytic_forces_equal_autograd(system):
     assert torch.allclose(e1, e2, rtol=1e-12) and torch.allclose(f1, f2, rtol=1e-9, atol=1e-9)
 
 
-def random_rotation(d, generator):
-    q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
 @pytest.mark.parametrize("system", ["dw4", "lj13", "lj55"])
 def test_particle_energies_symmetries_and_zero_net_force(system):
+    from idem_md.testing import assert_equivariant, assert_invariant
+
     energy = get_energy(system).double()
-    g = torch.Generator().manual_seed(1)
-    x = random_configs(energy)
-    e, f = energy.energy_and_forces(x)
+    x = random_configs(energy, n=4)
+    _, f = energy.energy_and_forces(x)
     assert f.sum(1).abs().max() < 1e-8 * max(1.0, float(f.abs().max()))
-    R = random_rotation(energy.spatial_dim, g)
-    shift = torch.randn(1, 1, energy.spatial_dim, generator=g, dtype=torch.float64)
-    perm = torch.randperm(energy.n_particles, generator=g)
-    y = (x @ R.T + shift)[:, perm]
-    assert torch.allclose(energy.energy(y), e, rtol=1e-10, atol=1e-8)
-    assert torch.allclose(energy.energy_and_forces(y)[1], (f @ R.T)[:, perm], rtol=1e-8, atol=1e-8)
+    kw = dict(n_particles=energy.n_particles, spatial_dim=energy.spatial_dim, x=x, reflections=True,
+              generator=torch.Generator().manual_seed(1))
+    assert_invariant(energy.energy, atol=1e-8, rtol=1e-10, **kw)
+    assert_equivariant(lambda y: energy.energy_and_forces(y)[1], atol=1e-7, rtol=1e-8, com_free=True, **kw)
 
 
 def mackay_icosahedron(r=1.0):
