@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ._files import regular_file_mode
+
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "atomic_save", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "idem_md-checkpoint"
@@ -36,6 +38,7 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, regular_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ._files import regular_file_mode
 from .units import REDUCED_LENGTH_IN_ANGSTROM, REDUCED_LENGTH_IN_NM
 
 if TYPE_CHECKING:  # heavy optional imports, only for annotations
@@ -607,7 +608,9 @@ def _staged(targets: Sequence[Path], overwrite: bool) -> Iterator[list[Path]]:
             os.close(fd)
             temps.append(Path(name))
         yield temps
+        mode = regular_file_mode()
         for tmp, t in zip(temps, targets):
+            os.chmod(tmp, mode)
             os.replace(tmp, t)
     finally:
         for tmp in temps:
