@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
 
-__all__ = ["regular_file_mode"]
+__all__ = ["regular_file_mode", "staged_files"]
 
 
 def regular_file_mode() -> int:
@@ -16,3 +20,30 @@ def regular_file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def staged_files(targets: Sequence[Path], overwrite: bool) -> Iterator[list[Path]]:
+    """Yield temporary paths beside ``targets``; move them into place only if the body succeeds."""
+    for t in targets:
+        if not t.parent.is_dir():
+            raise FileNotFoundError(f"directory {t.parent} does not exist (writing {t})")
+        if t.is_dir():
+            raise IsADirectoryError(f"{t} is a directory")
+        if t.exists() and not overwrite:
+            raise FileExistsError(f"{t} already exists; pass overwrite=True to replace it")
+    temps: list[Path] = []
+    try:
+        for t in targets:
+            fd, name = tempfile.mkstemp(dir=t.parent, prefix=f".{t.stem}.", suffix=f".tmp{t.suffix}")
+            os.close(fd)
+            temps.append(Path(name))
+        yield temps
+        mode = regular_file_mode()
+        for tmp, t in zip(temps, targets):
+            os.chmod(tmp, mode)
+            os.replace(tmp, t)
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()

@@ -140,6 +140,7 @@ def cmd_train(args) -> int:
     if sampler.dist.is_main:
         from .plots import save_figure, training_curves
 
+        (run / "plots").mkdir(parents=True, exist_ok=True)
         save_figure(training_curves(sampler.history), run / "plots" / "training_curves.png", overwrite=True)
         _say(f"trained {energy.name}: {sampler.outer_iteration} outer iterations, "
              f"{sampler.energy_evaluations:,} energy evaluations; checkpoint {ckpt}, log {log_path}")

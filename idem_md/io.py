@@ -50,21 +50,19 @@ Examples
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import re
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ._files import regular_file_mode
+from ._files import staged_files as _staged
 from .units import REDUCED_LENGTH_IN_ANGSTROM, REDUCED_LENGTH_IN_NM
 
 if TYPE_CHECKING:  # heavy optional imports, only for annotations
@@ -589,33 +587,6 @@ def _targets(path: Path, suffix: str) -> list[Path]:
     if suffix == ".dcd":
         return [path, path.with_suffix(".pdb"), path.with_suffix(".json")]
     return [path]
-
-
-@contextlib.contextmanager
-def _staged(targets: Sequence[Path], overwrite: bool) -> Iterator[list[Path]]:
-    """Yield temporary paths beside ``targets``; move them into place only if the body succeeds."""
-    for t in targets:
-        if not t.parent.is_dir():
-            raise FileNotFoundError(f"directory {t.parent} does not exist (writing {t})")
-        if t.is_dir():
-            raise IsADirectoryError(f"{t} is a directory")
-        if t.exists() and not overwrite:
-            raise FileExistsError(f"{t} already exists; pass overwrite=True to replace it")
-    temps: list[Path] = []
-    try:
-        for t in targets:
-            fd, name = tempfile.mkstemp(dir=t.parent, prefix=f".{t.stem}.", suffix=f".tmp{t.suffix}")
-            os.close(fd)
-            temps.append(Path(name))
-        yield temps
-        mode = regular_file_mode()
-        for tmp, t in zip(temps, targets):
-            os.chmod(tmp, mode)
-            os.replace(tmp, t)
-    finally:
-        for tmp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:

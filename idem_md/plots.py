@@ -16,15 +16,15 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from ._files import staged_files
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: `import idem_md` must not pull it in
     from matplotlib.axes import Axes
@@ -274,20 +274,8 @@ def save_figure(fig: "Figure", path: str | os.PathLike, overwrite: bool = False,
     if fmt not in supported:
         raise ValueError(f"path {str(path)!r} has suffix {path.suffix!r}; use one of "
                          f"{sorted('.' + k for k in supported)}")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"directory {path.parent} does not exist (writing {path})")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
+    with staged_files([path], overwrite) as (tmp,):
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     return path
 
 
