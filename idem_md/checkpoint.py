@@ -22,6 +22,9 @@ __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "atomic
 
 CHECKPOINT_FORMAT = "idem_md-checkpoint"
 CHECKPOINT_VERSION = 1
+#: Sections every sampler checkpoint holds.
+REQUIRED_SECTIONS = ("energy", "config", "network", "optimizer", "buffer", "generator", "outer_iteration",
+                     "counters", "nonfinite", "history")
 
 
 class CheckpointError(ValueError):
@@ -79,4 +82,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(
             f"{path} has checkpoint format version {version!r}; this idem_md reads versions <= {CHECKPOINT_VERSION}: upgrade idem_md"
         )
+    missing = [k for k in REQUIRED_SECTIONS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: an incomplete or foreign checkpoint")
     return payload

@@ -125,6 +125,8 @@ def cmd_train(args) -> int:
             run.mkdir(parents=True, exist_ok=True)
             (run / RUN_CONFIG).write_text(json.dumps({"system": energy.name, "config": config.to_dict()}, indent=2))
     log_path = run / RUN_METRICS
+    if sampler.dist.is_main:  # the log holds exactly the checkpoint's history (no duplicates after a kill)
+        _rewrite_log(log_path, sampler.history)
 
     def log_record(s, record):
         if s.dist.is_main:
@@ -145,6 +147,14 @@ def cmd_train(args) -> int:
         _say(f"trained {energy.name}: {sampler.outer_iteration} outer iterations, "
              f"{sampler.energy_evaluations:,} energy evaluations; checkpoint {ckpt}, log {log_path}")
     return 0
+
+
+def _rewrite_log(path: Path, history: list[dict]) -> None:
+    from ._files import staged_files
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with staged_files([path], overwrite=True) as (tmp,):
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
 def _cuda_available() -> bool:
@@ -175,6 +185,7 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 
 
 def cmd_sample(args) -> int:
+    from .io import check_output_path
     from .sampler import IDEMSampler
 
     run = Path(args.run_dir)
@@ -183,6 +194,7 @@ def cmd_sample(args) -> int:
         raise FileNotFoundError(f"run directory not found: {run}")
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint in {run} (expected {ckpt}); train first with idem-md train")
+    check_output_path(args.out, args.overwrite)
     sampler = IDEMSampler.load(ckpt, device=args.device)
     samples = sampler.sample(args.n, steps=args.steps, progress=not args.quiet)
     written = samples.save(args.out, overwrite=args.overwrite)
@@ -192,10 +204,11 @@ def cmd_sample(args) -> int:
 
 def cmd_md(args) -> int:
     from .energies import get_energy
+    from .io import check_output_path
     from .md import MDConfig, run_md
 
     energy = get_energy(args.system)
-    _check_writable(args.out, args.overwrite)
+    check_output_path(args.out, args.overwrite)
     run = run_md(energy, args.n, MDConfig(seed=args.seed, timestep=args.timestep), progress=not args.quiet)
     written = run.to_samples().save(args.out, overwrite=args.overwrite)
     _say(f"MD: {run.n_samples} samples, thinning {run.thinning} steps, {run.n_energy_evaluations:,} energy "

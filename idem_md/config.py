@@ -88,6 +88,8 @@ class IDEMConfig:
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("outer_iterations", self.outer_iterations, minimum=0)
         _check_int("seed", self.seed, minimum=0)
+        if self.seed >= 2**63:
+            raise ValueError(f"seed must be < 2**63 (torch generator range), got {self.seed}")
         if self.energy_budget is not None:
             _check_int("energy_budget", self.energy_budget, minimum=1)
         for name in ("lr", "grad_clip", "sigma_min", "sigma_max", "coordinate_scale", "loss_weight_eps"):

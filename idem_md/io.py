@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # heavy optional imports, only for annotations
     from .energies.base import Energy
 
 __all__ = [
+    "check_output_path",
     "Samples",
     "SAMPLES_FORMAT_VERSION",
     "SUPPORTED_SUFFIXES",
@@ -587,6 +588,23 @@ def _targets(path: Path, suffix: str) -> list[Path]:
     if suffix == ".dcd":
         return [path, path.with_suffix(".pdb"), path.with_suffix(".json")]
     return [path]
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """Check, before any work, that :meth:`Samples.save` could write ``path``.
+
+    Returns the files it would write. Raises ``ValueError`` (unknown suffix),
+    ``FileNotFoundError`` (missing directory) or ``FileExistsError`` (a target exists
+    and ``overwrite`` is False).
+    """
+    path = Path(path)
+    targets = _targets(path, _suffix(path))
+    for t in targets:
+        if not t.parent.is_dir():
+            raise FileNotFoundError(f"directory {t.parent} does not exist (writing {t})")
+        if t.exists() and not overwrite:
+            raise FileExistsError(f"{t} already exists; pass --overwrite (overwrite=True in Python) to replace it")
+    return targets
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:

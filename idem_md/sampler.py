@@ -282,7 +282,14 @@ class IDEMSampler:
         if not math.isfinite(global_loss):  # every rank sees the same value, so all stop together
             return global_loss, ess
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip))
+        if not math.isfinite(grad_norm):  # never let NaN/inf weights reach a checkpoint
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"gradient norm became {grad_norm} at outer iteration {self.outer_iteration}, inner step "
+                f"{self.inner_step} (finite loss {global_loss:.4g}); the weights were not updated and the last good "
+                "checkpoint is kept. Try a smaller lr or score_clip."
+            )
         self.optimizer.step()
         return global_loss, ess
 

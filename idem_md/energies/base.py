@@ -191,7 +191,7 @@ class Energy(torch.nn.Module):
         expected = f"(B, {self.dim}) or (B, {n}, {d})"
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{argname} must be a torch.Tensor of shape {expected}, got {type(x).__name__}")
-        if not x.is_floating_point():
+        if x.dtype not in (torch.float32, torch.float64):  # half precision overflows LJ's r^-12
             raise TypeError(f"{argname} must be a floating-point tensor (float32 or float64), got dtype {x.dtype}")
         if x.ndim == 2 and x.shape[1] == self.dim:
             x3 = x.reshape(x.shape[0], n, d)

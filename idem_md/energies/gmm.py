@@ -83,11 +83,11 @@ class GaussianMixture(Energy):
         return logn - math.log(self.n_modes), diff  # (B, M), (B, M, dim)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
-        logits, _ = self._component_logits(x.reshape(x.shape[0], -1))
+        logits, _ = self._component_logits(x.reshape(x.shape[0], self.dim))
         return -self.kT * torch.logsumexp(logits, dim=1)
 
     def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, diff = self._component_logits(x.reshape(x.shape[0], -1))
+        logits, diff = self._component_logits(x.reshape(x.shape[0], self.dim))
         logp = torch.logsumexp(logits, dim=1)
         w = torch.softmax(logits, dim=1)  # (B, M) responsibilities
         score = -(w.unsqueeze(-1) * diff).sum(1) / self.std**2  # grad log p
