@@ -75,22 +75,26 @@ class GaussianMixture(Energy):
     def _identity_extra(self) -> dict[str, Any]:
         return dict(n_modes=self.n_modes, std=self.std, means_sum=float(self.means.double().sum()))
 
-    def _component_logits(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _component_logits(self, x2: torch.Tensor) -> torch.Tensor:
+        """``(B, M)`` log of each weighted component density at ``x2`` ``(B, dim)``.
+
+        Squared distances by ``|x|^2 - 2 x.mu + |mu|^2`` (one matmul, no ``(B, M, dim)`` tensor).
+        """
         mu = self.means.to(x2.dtype)
-        diff = x2[:, None, :] - mu[None]  # (B, M, dim)
         d = x2.shape[1]
-        logn = -0.5 * (diff * diff).sum(-1) / self.std**2 - d * math.log(self.std) - 0.5 * d * math.log(2 * math.pi)
-        return logn - math.log(self.n_modes), diff  # (B, M), (B, M, dim)
+        sq = (x2 * x2).sum(1, keepdim=True) - 2.0 * x2 @ mu.T + (mu * mu).sum(1)  # (B, M)
+        const = -d * math.log(self.std) - 0.5 * d * math.log(2 * math.pi) - math.log(self.n_modes)
+        return -0.5 * sq.clamp_min(0.0) / self.std**2 + const
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
-        logits, _ = self._component_logits(x.reshape(x.shape[0], self.dim))
-        return -self.kT * torch.logsumexp(logits, dim=1)
+        return -self.kT * torch.logsumexp(self._component_logits(x.reshape(x.shape[0], self.dim)), dim=1)
 
     def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, diff = self._component_logits(x.reshape(x.shape[0], self.dim))
+        x2 = x.reshape(x.shape[0], self.dim)
+        logits = self._component_logits(x2)
         logp = torch.logsumexp(logits, dim=1)
-        w = torch.softmax(logits, dim=1)  # (B, M) responsibilities
-        score = -(w.unsqueeze(-1) * diff).sum(1) / self.std**2  # grad log p
+        w = torch.exp(logits - logp[:, None])  # (B, M) responsibilities, rows sum to 1
+        score = (w @ self.means.to(x2.dtype) - x2) / self.std**2  # grad log p = sum_k w_k (mu_k - x) / s^2
         return -self.kT * logp, (self.kT * score).reshape(x.shape)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
