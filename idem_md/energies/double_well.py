@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from . import kernels
 from .base import Energy
 from .pair import pair_displacements, scatter_pair_gradient
 
@@ -24,6 +25,11 @@ class MultiDoubleWell(Energy):
 
     with ``a = 0.9``, ``b = -4``, ``d_0 = 4`` and kT = 1 for the benchmark.
 
+    ``backend`` is ``"auto"`` (default: the fused numba kernels of
+    :mod:`idem_md.energies.kernels` for CPU float32/float64 batches that need no
+    gradient, when numba imports; the pure-torch path otherwise), ``"torch"``
+    (always the pure-torch reference) or ``"numba"`` (the kernels wherever they apply).
+
     Examples
     --------
     >>> import torch
@@ -33,8 +39,9 @@ class MultiDoubleWell(Energy):
     """
 
     def __init__(self, n_particles: int = 4, spatial_dim: int = 2, a: float = 0.9, b: float = -4.0,
-                 d0: float = 4.0, kT: float = 1.0, name: str | None = None):
+                 d0: float = 4.0, kT: float = 1.0, name: str | None = None, backend: str = "auto"):
         super().__init__(n_particles, spatial_dim, kT, name or f"dw{n_particles}")
+        self.backend = kernels.check_backend(backend)
         if n_particles < 2:
             raise ValueError(f"n_particles must be >= 2, got {n_particles}")
         self.a, self.b, self.d0 = float(a), float(b), float(d0)
@@ -43,12 +50,16 @@ class MultiDoubleWell(Energy):
         return dict(a=self.a, b=self.b, d0=self.d0)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        if kernels.use_numba(self.backend, x):
+            return kernels.dw_energy_torch(x, self.a, self.b, self.d0)
         diff, _, _ = pair_displacements(x)
         u = (diff * diff).sum(-1).sqrt() - self.d0  # (B, P)
         u2 = u * u
         return (self.a * u2 * u2 + self.b * u2).sum(-1)
 
     def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if kernels.use_numba(self.backend, x):
+            return kernels.dw_energy_forces_torch(x, self.a, self.b, self.d0)
         diff, i, j = pair_displacements(x)
         d = (diff * diff).sum(-1).sqrt().clamp_min(_MIN_DISTANCE)
         u = d - self.d0

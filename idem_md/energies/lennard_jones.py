@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from . import kernels
 from .base import Energy
 from .pair import pair_displacements, scatter_pair_gradient
 
@@ -40,6 +41,12 @@ class LennardJonesCluster(Energy):
         ``c`` above; 0 switches the oscillator off.
     kT : float
         Thermal energy in units of epsilon.
+    backend : str
+        ``"auto"`` (default: the fused numba kernels of :mod:`idem_md.energies.kernels`
+        for CPU float32/float64 batches that need no gradient, when numba imports;
+        the pure-torch path otherwise, including CUDA and autograd), ``"torch"``
+        (always the pure-torch reference) or ``"numba"`` (the kernels wherever
+        they apply).
 
     Examples
     --------
@@ -60,8 +67,10 @@ class LennardJonesCluster(Energy):
         oscillator_scale: float = 0.5,
         kT: float = 1.0,
         name: str | None = None,
+        backend: str = "auto",
     ):
         super().__init__(n_particles, spatial_dim, kT, name or f"lj{n_particles}")
+        self.backend = kernels.check_backend(backend)
         if n_particles < 2:
             raise ValueError(f"n_particles must be >= 2 for a cluster, got {n_particles}")
         for arg, v in dict(epsilon=epsilon, r_m=r_m).items():
@@ -91,12 +100,20 @@ class LennardJonesCluster(Energy):
         # d/dx_i of c sum |x_k - xbar|^2 is 2c (x_i - xbar): the xbar terms cancel.
         return e, 2.0 * self.oscillator_scale * centred
 
+    def _kernel_params(self) -> dict[str, float]:
+        return dict(epsilon=self.epsilon, r_m=self.r_m, pair_factor=self.pair_factor,
+                    softening=self.softening, oscillator_scale=self.oscillator_scale)
+
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        if kernels.use_numba(self.backend, x):
+            return kernels.lj_energy_torch(x, **self._kernel_params())
         _, _, _, _, inv6 = self._pair_terms(x)
         e_pair = self.pair_factor * self.epsilon * (inv6 * inv6 - 2.0 * inv6).sum(-1)
         return e_pair + self._oscillator(x)[0]
 
     def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if kernels.use_numba(self.backend, x):
+            return kernels.lj_energy_forces_torch(x, **self._kernel_params())
         diff, i, j, r2, inv6 = self._pair_terms(x)
         fe = self.pair_factor * self.epsilon
         e_pair = fe * (inv6 * inv6 - 2.0 * inv6).sum(-1)
