@@ -23,8 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -76,7 +76,7 @@ def _configs(energy: Energy, batch: int, dtype: torch.dtype, seed: int = 0) -> t
     g = torch.Generator().manual_seed(seed)
     n, d = energy.n_particles, energy.spatial_dim
     if energy.name.startswith("lj"):
-        side = int(round(n ** (1.0 / d) + 0.5))
+        side = round(n ** (1.0 / d) + 0.5)
         grid = torch.cartesian_prod(*[torch.arange(side, dtype=torch.float64)] * d).reshape(-1, d)[:n] * 1.1
         x = grid + 0.1 * torch.randn(batch, n, d, generator=g, dtype=torch.float64)
     else:
@@ -106,7 +106,7 @@ def bench_pair_systems(args: argparse.Namespace, dtype: torch.dtype) -> list[Res
             if backend not in args.backends and not (backend.startswith("numba") and "numba" in args.backends):
                 continue
             repeats = args.repeats_slow if backend == "torch-autograd" else args.repeats
-            results.append(Result(name, backend, batch, *time_call(lambda: fn(x), repeats)))
+            results.append(Result(name, backend, batch, *time_call(lambda fn=fn, x=x: fn(x), repeats)))
             print(f"  {results[-1].row()}", file=sys.stderr, flush=True)
     return results
 
@@ -116,7 +116,8 @@ def bench_gmm(args: argparse.Namespace, dtype: torch.dtype) -> list[Result]:
     g = torch.Generator().manual_seed(0)
     x = gmm.sample(args.gmm_batch, generator=g).to(dtype).reshape(args.gmm_batch, 1, 2)
     gmm = gmm.to(dtype)
-    out = [Result("gmm40", "torch-analytic", args.gmm_batch, *time_call(lambda: gmm._energy_and_forces(x), args.repeats)),
+    out = [Result("gmm40", "torch-analytic", args.gmm_batch,
+                  *time_call(lambda: gmm._energy_and_forces(x), args.repeats)),
            Result("gmm40", "torch-autograd", args.gmm_batch,
                   *time_call(lambda: Energy._energy_and_forces(gmm, x), args.repeats))]
     for r in out:
@@ -154,14 +155,15 @@ def bench_compile(args: argparse.Namespace, dtype: torch.dtype) -> tuple[list[Re
     try:
         compiled = torch.compile(lj_dense_energy_forces, dynamic=False)
         t0 = time.perf_counter()
-        e_c, f_c = compiled(x)
+        _, f_c = compiled(x)
         compile_s = time.perf_counter() - t0
-        e_e, f_e = lj_dense_energy_forces(x)
+        _, f_e = lj_dense_energy_forces(x)
         err = float((f_c - f_e).abs().max() / f_e.abs().max())
         results.append(Result("lj13", "torch-dense (torch.compile)", args.batch,
                               *time_call(lambda: compiled(x), args.repeats)))
-        note = f"torch.compile of the dense LJ-13 form: first call (compile) {compile_s:.1f} s; max |dF|/max|F| vs eager {err:.1e}"
-    except Exception as exc:  # report, never fail the benchmark on an optional backend
+        note = (f"torch.compile of the dense LJ-13 form: first call (compile) {compile_s:.1f} s; "
+                f"max |dF|/max|F| vs eager {err:.1e}")
+    except Exception as exc:  # noqa: BLE001 - report, never fail the benchmark on an optional backend
         note = f"torch.compile failed: {type(exc).__name__}: {exc}"
     for r in results:
         print(f"  {r.row()}", file=sys.stderr, flush=True)

@@ -206,11 +206,10 @@ class Energy(torch.nn.Module):
         dev = self._device()
         if dev is not None and x.device.type != dev.type:
             raise ValueError(f"{argname} is on {x.device} but {self.name} lives on {dev}; move one with .to()")
-        if x3.shape[0] > 0:
+        if x3.shape[0] > 0 and not bool(torch.isfinite(x3).all()):  # cheap whole-tensor check first (hot path)
             finite = torch.isfinite(x3).flatten(1).all(1)
-            if not bool(finite.all()):
-                bad = torch.nonzero(~finite).flatten()[:5].tolist()
-                raise ValueError(f"{argname} contains NaN or infinite coordinates (batch rows {bad}...)")
+            bad = torch.nonzero(~finite).flatten()[:5].tolist()
+            raise ValueError(f"{argname} contains NaN or infinite coordinates (batch rows {bad}...)")
         return x3
 
     def _device(self) -> torch.device | None:

@@ -19,7 +19,10 @@ latency bound, not vectorised.
 numba is imported on first use, not when this module is imported, so that
 ``import idem_md`` stays fast. Kernels are compiled with ``cache=True``: the JIT cost
 (a few seconds per dtype) is paid once per machine and stored in ``__pycache__``.
-numba's global thread count is left alone (all cores by default).
+numba's global settings are left alone: all cores, and its default threading layer,
+GNU OpenMP where TBB is not installed. Like torch's own OpenMP pool, that layer is not
+fork-safe: a process forked after an evaluation aborts or hangs in its first parallel
+kernel, so start worker processes with ``spawn`` or torchrun, not ``fork``.
 
 Units are those of the calling energy (reduced units for the benchmarks).
 """
@@ -27,7 +30,8 @@ Units are those of the calling energy (reduced units for the benchmarks).
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
