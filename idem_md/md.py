@@ -39,19 +39,19 @@ __all__ = [
     "OBSERVABLES",
     "MDConfig",
     "MDRun",
+    "default_initial_positions",
+    "integrated_autocorrelation_time",
+    "observable_series",
     "run_md",
     "run_md_with_budget",
-    "integrated_autocorrelation_time",
-    "default_initial_positions",
-    "observable_series",
 ]
 
 #: Scalar observables whose autocorrelation can set the thinning (:func:`observable_series`).
 OBSERVABLES: tuple[str, ...] = ("energy", "radius_of_gyration", "mean_pair_distance")
 
 #: Up to this many particles the Reference platform is the default: for the
-#: benchmark systems (4-55 particles, custom forces) it measured 1.2-17x faster
-#: per step than the CPU platform on a 2-core machine (docs/md_baselines.md).
+#: benchmark systems (4-55 particles, custom bond forces) it measured 3-70x
+#: faster per step than the CPU platform on a 2-core machine (docs/md_baselines.md).
 _REFERENCE_PLATFORM_MAX_PARTICLES = 256
 #: A series shorter than this many autocorrelation times gives an unreliable
 #: estimate (the threshold emcee uses).
@@ -72,9 +72,10 @@ class MDConfig:
     Parameters
     ----------
     timestep : float
-        Integrator time step in reduced time (ps). 0.005 is stable and has a
-        configurational bias below sampling error for LJ-13, LJ-55 and DW-4 at
-        kT = 1 (docs/md_baselines.md).
+        Integrator time step in reduced time (ps). 0.005 is stable for LJ-13,
+        LJ-55 and DW-4 at kT = 1, with no configurational bias above sampling
+        error on LJ-13 (0.005 vs 0.0025) or DW-4 (vs Metropolis); see
+        docs/md_baselines.md.
     friction : float
         Langevin friction coefficient in 1/ps.
     n_samples : int
@@ -87,8 +88,8 @@ class MDConfig:
         (in steps; the largest over ``thinning_observables``), times
         ``thinning_factor``, rounded up.
     thinning_factor : float
-        Multiplier of the measured autocorrelation time for ``thinning="auto"``;
-        2 makes successive samples of the energy nearly uncorrelated.
+        Multiplier of the slowest measured autocorrelation time for
+        ``thinning="auto"``; 2 makes successive samples nearly uncorrelated.
     thinning_observables : tuple of str
         Observables of :func:`observable_series` measured in the pilot run; the
         slowest sets the thinning. Default: all of :data:`OBSERVABLES` (energy,
@@ -98,8 +99,8 @@ class MDConfig:
     n_pilot_steps : int
         Length of the pilot run for ``thinning="auto"`` (ignored otherwise).
     report_interval : int
-        Steps between energy readings in the pilot run; the autocorrelation time
-        is resolved to this many steps.
+        Steps between readings of the observables in the pilot run; the
+        autocorrelation time is resolved to this many steps.
     window_c : float
         Constant ``c`` of Sokal's automatic window (see
         :func:`integrated_autocorrelation_time`).
@@ -341,7 +342,7 @@ def default_initial_positions(energy: Energy, seed: int = 0) -> torch.Tensor:
 
 def _fcc_cluster_sites(n: int) -> np.ndarray:
     """The ``n`` fcc sites (unit nearest-neighbour distance) nearest the origin, ``(n, 3)``."""
-    k = int(math.ceil((n / 4) ** (1 / 3))) + 2
+    k = math.ceil((n / 4) ** (1 / 3)) + 2
     r = np.arange(-k, k + 1)
     grid = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
     sites = grid[grid.sum(1) % 2 == 0] / math.sqrt(2.0)  # fcc: integer points with even sum
@@ -690,7 +691,7 @@ def _burn_in(engine: _LangevinEngine, config: MDConfig) -> tuple[int, float, int
             RuntimeWarning,
             stacklevel=3,
         )
-    thinning = max(1, int(math.ceil(config.thinning_factor * tau)))
+    thinning = max(1, math.ceil(config.thinning_factor * tau))
     return thinning, tau, n_reports * k, taus
 
 

@@ -309,9 +309,9 @@ def plot_comparison(system: str, md: np.ndarray, md_e: np.ndarray, ref: np.ndarr
 
 def compare(args: argparse.Namespace) -> int:
     results = {}
-    for system in REFERENCE_FILES:
+    for system, reference_file in REFERENCE_FILES.items():
         npz = args.out / f"md_{system}.npz"
-        if not npz.exists() or not (args.reference_dir / REFERENCE_FILES[system]).exists():
+        if not npz.exists() or not (args.reference_dir / reference_file).exists():
             print(f"skipping {system}: {npz} or the reference file is missing")
             continue
         energy = get_energy(system)
