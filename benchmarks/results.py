@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def reference_samples(system: str, energy, n: int = 10000) -> tuple[Samples, str
         f"data/md_{system}.npz (OpenMM MD, scripts/generate_md_reference.py)"
 
 
-def run_system(system: str, n_samples: int, likelihood_samples: int, checkpoint_dir: Path) -> dict:
+def run_system(system: str, n_samples: int, likelihood_samples: int, checkpoint_dir: Path, ode_steps: int = 200,
+               divergence: str = "auto") -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
     IMG.mkdir(parents=True, exist_ok=True)
     energy = get_energy(system)
@@ -84,13 +86,13 @@ def run_system(system: str, n_samples: int, likelihood_samples: int, checkpoint_
     reference, ref_name = reference_samples(system, energy)
     t2 = time.perf_counter()
     report = evaluate(samples, energy, reference, sampler=sampler, likelihood_samples=likelihood_samples,
-                      label="iDEM")
+                      ode_steps=ode_steps, divergence=divergence, label="iDEM")
     eval_s = time.perf_counter() - t2
     result = {"system": system, "config": sampler.config.to_dict(), "reference": ref_name,
               "n_samples": n_samples, "idem": report.to_dict(), "train_wall_s": train_s, "sample_wall_s": sample_s,
               "eval_wall_s": eval_s, "energy_evaluations": dict(sampler.counters), "paper": PAPER[system],
               "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-              "command": f"python benchmarks/results.py --system {system}"}
+              "command": "python " + " ".join(sys.argv)}
     datasets = {"iDEM": samples, "reference": reference}
     if energy.is_particle_system:  # budget-matched MD: the same number of energy evaluations as iDEM's training
         budget = sampler.energy_evaluations
@@ -159,12 +161,15 @@ def main() -> None:
     p.add_argument("--n-samples", type=int, default=5000)
     p.add_argument("--likelihood-samples", type=int, default=1000)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--ode-steps", type=int, default=200, help="probability-flow ODE steps for NLL/ESS")
+    p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
     p.add_argument("--checkpoint-dir", type=Path, default=Path("runs/results"),
                    help="training checkpoints (a run found here is resumed)")
     args = p.parse_args()
     if args.system:
         args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        run_system(args.system, args.n_samples, args.likelihood_samples, args.checkpoint_dir)
+        run_system(args.system, args.n_samples, args.likelihood_samples, args.checkpoint_dir, args.ode_steps,
+                   args.divergence)
     if args.markdown:
         write_markdown()
 
