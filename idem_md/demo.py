@@ -17,8 +17,8 @@ __all__ = ["run_demo", "DEMO_CONFIG", "load_bundled_reference"]
 
 #: Small DW-4 settings: the paper's schedule (sigma 1e-5..3, eta 1) with a
 #: smaller batch, K and network so that training takes about two minutes on 2 cores.
-DEMO_CONFIG = dict(batch_size=128, num_mc_samples=256, inner_steps=40, outer_iterations=12, samples_per_outer=500,
-                   buffer_size=5000, sde_steps=200, sample_batch_size=1000,
+DEMO_CONFIG = dict(batch_size=128, num_mc_samples=256, inner_steps=40, outer_iterations=12, samples_per_outer=200,
+                   buffer_size=5000, sde_steps=100, sample_batch_size=1000,
                    network_options=dict(hidden_irreps="16x0e + 4x1o", n_layers=2, radial_max=7.0))
 _FAST_CONFIG = dict(batch_size=16, num_mc_samples=16, inner_steps=2, outer_iterations=1, samples_per_outer=32,
                     buffer_size=64, sde_steps=10, sample_batch_size=64,
@@ -49,7 +49,7 @@ def run_demo(out: Path, fast: bool = False, overwrite: bool = False, progress: b
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     energy = get_energy("dw4")
-    n_samples = 200 if fast else 2000
+    n_samples = 200 if fast else 1000
 
     _say(f"[1/4] training iDEM on DW-4 ({'fast smoke run' if fast else 'about 2-3 minutes on 2 CPU cores'})")
     sampler = IDEMSampler(energy, config=_FAST_CONFIG if fast else DEMO_CONFIG, device="cpu")
