@@ -60,7 +60,7 @@ def run_demo(out: Path, fast: bool = False, overwrite: bool = False, progress: b
     files = [*samples.save(out / "idem_samples.dcd", overwrite=True), *samples.save(out / "idem_samples.xyz", overwrite=True)]
 
     _say("[3/4] running the OpenMM Langevin MD baseline")
-    md_config = MDConfig(n_equilibration_steps=200, thinning=50, seed=0) if fast else MDConfig(seed=0)
+    md_config = MDConfig(n_equilibration_steps=200, thinning=50, seed=0) if fast else MDConfig(seed=0, n_pilot_steps=120_000)
     md_run = run_md(energy, n_samples, md_config, progress=progress)
     md_samples = md_run.to_samples()
     files += md_samples.save(out / "md_samples.dcd", overwrite=True)
