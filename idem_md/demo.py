@@ -51,7 +51,7 @@ def run_demo(out: Path, fast: bool = False, overwrite: bool = False, progress: b
     energy = get_energy("dw4")
     n_samples = 200 if fast else 1000
 
-    _say(f"[1/4] training iDEM on DW-4 ({'fast smoke run' if fast else 'about 2-3 minutes on 2 CPU cores'})")
+    _say(f"[1/4] training iDEM on DW-4 ({'fast smoke run' if fast else 'under a minute on 2 idle CPU cores'})")
     sampler = IDEMSampler(energy, config=_FAST_CONFIG if fast else DEMO_CONFIG, device="cpu")
     sampler.fit(progress=progress, checkpoint_path=out / "run" / "checkpoint.pt")
 
@@ -60,7 +60,7 @@ def run_demo(out: Path, fast: bool = False, overwrite: bool = False, progress: b
     files = [*samples.save(out / "idem_samples.dcd", overwrite=True), *samples.save(out / "idem_samples.xyz", overwrite=True)]
 
     _say("[3/4] running the OpenMM Langevin MD baseline")
-    md_config = MDConfig(n_equilibration_steps=200, thinning=50, seed=0) if fast else MDConfig(seed=0, n_pilot_steps=120_000)
+    md_config = MDConfig(n_equilibration_steps=200, thinning=50, seed=0) if fast else MDConfig(seed=0, n_pilot_steps=300_000)
     md_run = run_md(energy, n_samples, md_config, progress=progress)
     md_samples = md_run.to_samples()
     files += md_samples.save(out / "md_samples.dcd", overwrite=True)
