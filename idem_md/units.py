@@ -18,6 +18,10 @@ Mapping used by the bridges *out* of idem_md (reduced -> engine):
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any
+
 __all__ = [
     "REDUCED_LENGTH_IN_NM",
     "REDUCED_LENGTH_IN_ANGSTROM",
@@ -28,6 +32,7 @@ __all__ = [
     "MOLAR_GAS_CONSTANT_KJ_PER_MOL_K",
     "BOLTZMANN_EV_PER_K",
     "temperature_for_reduced_kT",
+    "check_temperature",
 ]
 
 #: Nanometres per reduced length unit in OpenMM Systems, .dcd/.pdb files and mdtraj.
@@ -69,3 +74,19 @@ def temperature_for_reduced_kT(kT: float) -> float:
     if not kT > 0:
         raise ValueError(f"kT must be > 0 (reduced energy units), got {kT!r}")
     return kT / MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
+
+
+def check_temperature(temperature: Any) -> float:
+    """Validate a thermostat temperature in kelvin and return it as a float.
+
+    Raises ``TypeError`` for non-numbers and ``ValueError`` for non-finite or non-positive values.
+
+    >>> check_temperature(300)
+    300.0
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(f"temperature must be a positive float in kelvin, got {type(temperature).__name__}")
+    temperature = float(temperature)
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite positive float in kelvin, got {temperature!r}")
+    return temperature

@@ -15,14 +15,12 @@ This module imports ASE at import time; ``import idem_md`` does not import it.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..units import BOLTZMANN_EV_PER_K
+from ..units import BOLTZMANN_EV_PER_K, check_temperature
 from .base import Energy, EnergyEvaluationError
 
 try:
@@ -112,15 +110,6 @@ def make_atoms(energy: Energy, positions: Any, symbol: str = "X") -> Atoms:
     return Atoms(symbols=[symbol] * n, positions=xyz)
 
 
-def _check_temperature(temperature: Any) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature must be a positive float in kelvin, got {type(temperature).__name__}")
-    temperature = float(temperature)
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite positive float in kelvin, got {temperature!r}")
-    return temperature
-
-
 class ASEEnergy(Energy):
     """An ASE calculator as an idem_md target: coordinates in Angstrom, energies in kT.
 
@@ -170,7 +159,7 @@ class ASEEnergy(Energy):
                 raise TypeError(
                     f"calculator must be an ASE calculator with {method}(), got {type(calculator).__name__}"
                 )
-        temperature = _check_temperature(temperature)
+        temperature = check_temperature(temperature)
         calc_name = getattr(calculator, "name", type(calculator).__name__.lower())
         super().__init__(len(atoms), 3, kT=1.0, name=name or f"ase-{calc_name}")
         self.temperature = temperature

@@ -16,14 +16,12 @@ This module imports OpenMM at import time; ``import idem_md`` does not import it
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
+from ..units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K, check_temperature
 from .base import Energy, EnergyEvaluationError
 from .double_well import MultiDoubleWell
 from .lennard_jones import LennardJonesCluster
@@ -200,12 +198,7 @@ def _in_unit(quantity: "_u.Quantity", unit: "_u.Unit") -> Any:
 def _check_temperature(temperature: Any) -> float:
     if isinstance(temperature, _u.Quantity):  # e.g. 300 * unit.kelvin
         temperature = temperature.value_in_unit(_u.kelvin)
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature must be a positive float in kelvin, got {type(temperature).__name__}")
-    temperature = float(temperature)
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite positive float in kelvin, got {temperature!r}")
-    return temperature
+    return check_temperature(temperature)
 
 
 class OpenMMEnergy(Energy):
