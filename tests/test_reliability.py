@@ -239,7 +239,7 @@ def test_metrics_log_has_no_duplicates_after_hard_kill_and_resume(killed_at_writ
 def test_signal_saves_mid_iteration_and_same_command_resumes(sig, exit_code, tmp_path):
     run = tmp_path / "run"
     ckpt = run / "checkpoint.pt"
-    inner_steps = 8  # the signal lands within ~50 ms of the first checkpoint, well inside iteration 2
+    inner_steps = 400  # iteration 2 lasts seconds even on an idle machine, so the signal lands inside it
     args = train_args(run, 2, inner_steps=inner_steps, checkpoint_every=1)
     proc = start_cli(args, tmp_path)
     try:
