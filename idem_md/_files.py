@@ -6,9 +6,9 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-__all__ = ["regular_file_mode", "staged_files"]
+__all__ = ["json_default", "regular_file_mode", "staged_files"]
 
 
 def regular_file_mode() -> int:
@@ -47,3 +47,19 @@ def staged_files(targets: Sequence[Path], overwrite: bool) -> Iterator[list[Path
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook for numpy scalars/arrays, one-element tensors and paths."""
+    import numpy as np
+    import torch
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")

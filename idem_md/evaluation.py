@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from ._files import json_default as _json_default
 from .energies.base import Energy
 from .io import Samples
 
@@ -789,16 +790,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return str(int(v))
     return f"{float(v):.4g}"
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
 def _softmax(lw: np.ndarray) -> np.ndarray:

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._files import json_default as _json_default
 from ._files import staged_files as _staged
 from .units import REDUCED_LENGTH_IN_ANGSTROM, REDUCED_LENGTH_IN_NM
 
@@ -628,18 +629,6 @@ def _check_energies(e: Any, positions: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"energies are on {e.device} but positions on {positions.device}")
     _check_finite(e.reshape(-1, 1), "energies")
     return e
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
 def _normalise_metadata(metadata: Any) -> dict[str, Any]:

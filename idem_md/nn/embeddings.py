@@ -9,7 +9,7 @@ from typing import Any, Mapping, TypeVar
 
 import torch
 
-__all__ = ["SinusoidalTimeEmbedding", "as_time_batch", "check_score_inputs", "config_from_mapping"]
+__all__ = ["ScoreNetConfigMixin", "SinusoidalTimeEmbedding", "as_time_batch", "check_score_inputs", "config_from_mapping"]
 
 _C = TypeVar("_C")
 
@@ -197,3 +197,29 @@ def config_from_mapping(config_cls: type[_C], values: Mapping[str, Any] | _C | N
     if unknown:
         raise TypeError(f"unknown {what} field(s) {unknown} for {config_cls.__name__}; valid fields: {fields}")
     return config_cls(**dict(values))
+
+
+class ScoreNetConfigMixin:
+    """``get_config`` / ``from_config`` shared by the score networks.
+
+    A network using it sets ``kind`` and holds ``n_particles``, ``spatial_dim`` and a dataclass ``config``,
+    and takes ``(n_particles, spatial_dim, config)`` in its constructor.
+    """
+
+    kind: str
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]):
+        """Rebuild a network (untrained) from the output of :meth:`get_config`."""
+        if cfg.get("kind", cls.kind) != cls.kind:
+            raise ValueError(f"cfg describes a {cfg['kind']!r} network, not {cls.kind!r} ({cls.__name__})")
+        return cls(int(cfg["n_particles"]), int(cfg["spatial_dim"]), cfg.get("config"))
+
+    def get_config(self) -> dict[str, Any]:
+        """Plain-data description (kind, shape, hyperparameters) for checkpoints."""
+        return {
+            "kind": self.kind,
+            "n_particles": self.n_particles,
+            "spatial_dim": self.spatial_dim,
+            "config": dataclasses.asdict(self.config),
+        }

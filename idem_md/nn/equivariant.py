@@ -35,14 +35,13 @@ such inputs, so by O(3)-equivariance the ``z`` output equals minus itself, i.e. 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 import torch
 
-from .embeddings import SinusoidalTimeEmbedding, check_score_inputs, config_from_mapping
+from .embeddings import ScoreNetConfigMixin, SinusoidalTimeEmbedding, check_score_inputs, config_from_mapping
 
 __all__ = ["EquivariantScoreNet", "EquivariantScoreNetConfig"]
 
@@ -198,7 +197,7 @@ def _restore_buffer_masters(module: torch.nn.Module, incompatible_keys: Any = No
             module.get_buffer(name).copy_(master)
 
 
-class EquivariantScoreNet(torch.nn.Module):
+class EquivariantScoreNet(ScoreNetConfigMixin, torch.nn.Module):
     """E(3)-equivariant, centre-of-mass-free score network ``s(x, t)`` for particle systems.
 
     See the module docstring for the architecture and its symmetries. Built in
@@ -298,22 +297,6 @@ class EquivariantScoreNet(torch.nn.Module):
         out = super()._apply(fn, *args, **kwargs)
         _restore_buffer_masters(self)
         return out
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "EquivariantScoreNet":
-        """Rebuild a network (untrained) from the output of :meth:`get_config`."""
-        if cfg.get("kind", cls.kind) != cls.kind:
-            raise ValueError(f"cfg describes a {cfg['kind']!r} network, not {cls.kind!r} ({cls.__name__})")
-        return cls(int(cfg["n_particles"]), int(cfg["spatial_dim"]), cfg.get("config"))
-
-    def get_config(self) -> dict[str, Any]:
-        """Plain-data description (kind, shape, hyperparameters) for checkpoints."""
-        return {
-            "kind": self.kind,
-            "n_particles": self.n_particles,
-            "spatial_dim": self.spatial_dim,
-            "config": dataclasses.asdict(self.config),
-        }
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Score at positions ``x`` and times ``t``.

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 
-from .embeddings import SinusoidalTimeEmbedding, check_score_inputs, config_from_mapping
+from .embeddings import ScoreNetConfigMixin, SinusoidalTimeEmbedding, check_score_inputs, config_from_mapping
 
 __all__ = ["MLPScoreNet", "MLPScoreNetConfig"]
 
@@ -56,7 +55,7 @@ class MLPScoreNetConfig:
             raise ValueError(f"input_scale must be a finite positive float (length unit), got {s!r}")
 
 
-class MLPScoreNet(torch.nn.Module):
+class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
     """Score network ``s(x, t)`` as an MLP on the flattened coordinates and time features.
 
     No symmetry is built in, so it suits single-particle targets such as
@@ -104,22 +103,6 @@ class MLPScoreNet(torch.nn.Module):
             width_in = cfg.hidden_dim
         layers.append(torch.nn.Linear(width_in, dim))
         self.mlp = torch.nn.Sequential(*layers)
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "MLPScoreNet":
-        """Rebuild a network (untrained) from the output of :meth:`get_config`."""
-        if cfg.get("kind", cls.kind) != cls.kind:
-            raise ValueError(f"cfg describes a {cfg['kind']!r} network, not {cls.kind!r} ({cls.__name__})")
-        return cls(int(cfg["n_particles"]), int(cfg["spatial_dim"]), cfg.get("config"))
-
-    def get_config(self) -> dict[str, Any]:
-        """Plain-data description (kind, shape, hyperparameters) for checkpoints."""
-        return {
-            "kind": self.kind,
-            "n_particles": self.n_particles,
-            "spatial_dim": self.spatial_dim,
-            "config": dataclasses.asdict(self.config),
-        }
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Score at positions ``x`` and times ``t``.
