@@ -6,6 +6,7 @@ after a warm-up) for LJ-13, LJ-55 and DW-4, plus optional rows for GMM-40, a
 
     .venv/bin/python benchmarks/bench_kernels.py                # main table
     .venv/bin/python benchmarks/bench_kernels.py --gmm --compile --jit-cost
+    python benchmarks/bench_kernels.py --device cuda --gmm --compile   # on a GPU: torch paths only
 
 The machine is shared: run it with nothing heavy of your own running and read the
 min-max column as the noise of that run. The last column (configurations per second of
@@ -57,14 +58,20 @@ class Result:
                 f"| {lo / 1e6:.3f}-{hi / 1e6:.3f} | {ms:.1f} | {per_cpu / 1e6:.3f} |")
 
 
+_SYNC: Callable[[], None] = lambda: None  # torch.cuda.synchronize when timing on a GPU
+
+
 def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[list[float], list[float]]:
-    """Wall-clock and process-CPU seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    """Wall-clock and process-CPU seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls
+    (on a GPU each call is followed by a device synchronisation, inside the timed region)."""
     for _ in range(warmup):
         fn()
+    _SYNC()
     wall, cpu = [], []
     for _ in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
         fn()
+        _SYNC()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return wall, cpu
@@ -81,11 +88,17 @@ def _configs(energy: Energy, batch: int, dtype: torch.dtype, seed: int = 0) -> t
         x = grid + 0.1 * torch.randn(batch, n, d, generator=g, dtype=torch.float64)
     else:
         x = 2.0 * torch.randn(batch, n, d, generator=g, dtype=torch.float64)
-    return x.to(dtype)
+    return x.to(dtype=dtype, device=_DEVICE)
+
+
+_DEVICE = torch.device("cpu")
 
 
 def _backends(name: str) -> dict[str, Callable[[torch.Tensor], object]]:
-    ref = get_energy(name, backend="torch")
+    ref = get_energy(name, backend="torch").to(_DEVICE)
+    if _DEVICE.type != "cpu":  # the numba kernels are CPU-only; on a GPU the torch pair-list path runs
+        return {"torch-autograd": lambda x: Energy._energy_and_forces(ref, x),
+                "torch-analytic": lambda x: ref._energy_and_forces(x)}
     fast = get_energy(name, backend="numba")
     return {
         # Base-class default: autograd through the torch energy.
@@ -114,8 +127,8 @@ def bench_pair_systems(args: argparse.Namespace, dtype: torch.dtype) -> list[Res
 def bench_gmm(args: argparse.Namespace, dtype: torch.dtype) -> list[Result]:
     gmm = get_energy("gmm40")
     g = torch.Generator().manual_seed(0)
-    x = gmm.sample(args.gmm_batch, generator=g).to(dtype).reshape(args.gmm_batch, 1, 2)
-    gmm = gmm.to(dtype)
+    x = gmm.sample(args.gmm_batch, generator=g).to(dtype=dtype, device=_DEVICE).reshape(args.gmm_batch, 1, 2)
+    gmm = gmm.to(dtype=dtype, device=_DEVICE)
     out = [Result("gmm40", "torch-analytic", args.gmm_batch,
                   *time_call(lambda: gmm._energy_and_forces(x), args.repeats)),
            Result("gmm40", "torch-autograd", args.gmm_batch,
@@ -143,7 +156,7 @@ def lj_dense_energy_forces(x: torch.Tensor, pair_factor: float = 2.0, softening:
 
 
 def bench_compile(args: argparse.Namespace, dtype: torch.dtype) -> tuple[list[Result], str]:
-    lj = get_energy("lj13", backend="torch")
+    lj = get_energy("lj13", backend="torch").to(_DEVICE)
     x = _configs(lj, args.batch, dtype)
     e_ref, f_ref = lj._energy_and_forces(x[:256].double())
     e, f = lj_dense_energy_forces(x[:256].double())
@@ -209,6 +222,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gmm-batch", type=int, default=512 * 500)
     p.add_argument("--compile", action="store_true", help="also try torch.compile of a dense LJ-13 form")
     p.add_argument("--jit-cost", action="store_true", help="also measure numba's first-call cost")
+    p.add_argument("--device", default="cpu", help="cpu (all backends) or cuda (torch backends only)")
     args = p.parse_args(argv)
     if min(args.repeats, args.repeats_slow) < 1 or min(args.batch, args.batch_lj55, args.gmm_batch) < 1:
         p.error("repeats and batch sizes must be >= 1")
@@ -216,12 +230,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _DEVICE, _SYNC
     args = _parse(argv)
     dtype = getattr(torch, args.dtype)
     import numba
 
+    _DEVICE = torch.device(args.device)
+    where = f"{os.cpu_count()} CPUs"
+    if _DEVICE.type == "cuda":
+        _SYNC = torch.cuda.synchronize
+        where = torch.cuda.get_device_name(_DEVICE)
     print(f"# energy + forces throughput, {args.dtype}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"{where}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numba {numba.__version__} ({numba.get_num_threads()} threads)\n")
     results = bench_pair_systems(args, dtype)
     notes = []

@@ -460,9 +460,14 @@ class IDEMSampler:
         sampler.buffer.load_state_dict({k: v.to(sampler.device) if torch.is_tensor(v) else v
                                         for k, v in payload["buffer"].items()})
         gens = payload.get("rank_generators") or [payload["generator"]]
+        restored = False
         if len(gens) == sampler.dist.world_size:  # generator states are CPU byte tensors
-            sampler.generator.set_state(gens[sampler.dist.rank].cpu())
-        else:  # resumed on another number of ranks: fresh, still deterministic, per-rank streams
+            try:
+                sampler.generator.set_state(gens[sampler.dist.rank].cpu())
+                restored = True
+            except RuntimeError:  # a CUDA generator's state on a CPU generator, or the reverse
+                pass
+        if not restored:  # other number of ranks or device type: fresh, still deterministic, per-rank streams
             sampler.generator.manual_seed(sampler.config.seed + sampler.dist.rank * _RANK_SEED_STRIDE
                                           + int(payload["outer_iteration"]))
         sampler.outer_iteration = int(payload["outer_iteration"])

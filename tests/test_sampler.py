@@ -154,3 +154,18 @@ def test_model_log_prob_runs_and_is_finite():
     x = s.sample(3, progress=False).positions
     lp = s.log_prob(x, steps=5)
     assert lp.shape == (3,) and torch.isfinite(lp).all()
+
+
+def test_checkpoint_from_another_device_type_reseeds_the_generator(tmp_path):
+    """A CUDA generator state (16 bytes) cannot be set on a CPU generator: loading reseeds instead."""
+    s = tiny_sampler()
+    s.fit(outer_iterations=1, progress=False)
+    state = s.state_dict()
+    cuda_like = torch.zeros(16, dtype=torch.uint8)
+    state["generator"], state["rank_generators"] = cuda_like, [cuda_like]
+    torch.save(state, tmp_path / "from_gpu.pt")
+    loaded = IDEMSampler.load(tmp_path / "from_gpu.pt", device="cpu")
+    expected = torch.Generator().manual_seed(loaded.config.seed + 1)  # seed + outer_iteration
+    assert torch.equal(loaded.generator.get_state(), expected.get_state())
+    loaded.fit(outer_iterations=2, progress=False)
+    assert loaded.outer_iteration == 2
