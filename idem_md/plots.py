@@ -197,8 +197,8 @@ def training_curves(history: Any, x: str = "outer_iteration") -> "Figure":
     ----------
     history : list of dict or IDEMSampler
         :attr:`IDEMSampler.history` records (keys ``outer_iteration``,
-        ``loss``, ``buffer_new_mean_energy``, ``energy_evaluations``), or the
-        sampler itself.
+        ``loss``, ``buffer_new_mean_energy``, ``energy_evaluations``; and
+        ``buffer_new_median_energy`` when present), or the sampler itself.
     x : {"outer_iteration", "energy_evaluations"}
         Quantity on the horizontal axis.
 
@@ -206,7 +206,8 @@ def training_curves(history: Any, x: str = "outer_iteration") -> "Figure":
     -------
     matplotlib.figure.Figure
         Two stacked axes sharing x: the loss (log scale when all positive) and
-        the new-sample energy (symlog when it exceeds 1e3 in magnitude). Non-finite
+        the new-sample energy, mean and (when recorded) median (symlog when it
+        exceeds 1e3 in magnitude). Non-finite
         values (e.g. NaN energies in pDEM mode) leave gaps.
     """
     records = getattr(history, "history", history)
@@ -225,6 +226,7 @@ def training_curves(history: Any, x: str = "outer_iteration") -> "Figure":
     xs = np.array([float(r[x]) for r in records])
     loss = np.array([_float_or_nan(r["loss"]) for r in records])
     e_new = np.array([_float_or_nan(r["buffer_new_mean_energy"]) for r in records])
+    e_median = np.array([_float_or_nan(r.get("buffer_new_median_energy", float("nan"))) for r in records])
 
     fig = _new_figure(figsize=(6.5, 6.0))
     ax_loss, ax_e = fig.subplots(2, 1, sharex=True)
@@ -235,7 +237,9 @@ def training_curves(history: Any, x: str = "outer_iteration") -> "Figure":
         ax_loss.set_yscale("log")
     ax_e.plot(xs, e_new, marker="o", ms=3, color="C1", label="mean energy of new buffer samples")
     ax_e.set_ylabel("energy (reduced units)")
-    finite_e = e_new[np.isfinite(e_new)]
+    if np.isfinite(e_median).any():  # the mean is dominated by rare near-overlaps; the median shows the bulk
+        ax_e.plot(xs, e_median, marker="s", ms=3, color="C2", label="median energy of new buffer samples")
+    finite_e = np.concatenate([e_new[np.isfinite(e_new)], e_median[np.isfinite(e_median)]])
     if finite_e.size and np.abs(finite_e).max() > _SYMLOG_ABOVE:
         ax_e.set_yscale("symlog")
     ax_e.set_xlabel("outer iteration" if x == "outer_iteration" else "energy evaluations")

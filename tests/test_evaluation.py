@@ -274,6 +274,9 @@ def test_bad_inputs_raise_clear_errors():
         def sample(self, n):  # pragma: no cover - never reached
             raise AssertionError
 
+        def sample_with_log_prob(self, n):  # pragma: no cover - never reached
+            raise AssertionError
+
     with pytest.raises(ValueError, match="another system"):
         evaluate(good, dw4, sampler=OtherSystemSampler())
 

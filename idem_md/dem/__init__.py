@@ -10,6 +10,7 @@ from .sde import (
     probability_flow_log_prob,
     remove_mean,
     sample_prior,
+    sample_probability_flow,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "probability_flow_log_prob",
     "remove_mean",
     "sample_prior",
+    "sample_probability_flow",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "integrate_reverse_sde",
     "integrate_probability_flow",
     "probability_flow_log_prob",
+    "sample_probability_flow",
     "EXACT_DIVERGENCE_MAX_DIM",
 ]
 
@@ -163,6 +164,41 @@ def integrate_probability_flow(score_fn: ScoreFn, x: torch.Tensor, schedule: Geo
     return x
 
 
+def _flow_with_divergence(score_fn: ScoreFn, x: torch.Tensor, schedule: GeometricNoiseSchedule, times: torch.Tensor,
+                          *, mean_free: bool, exact: bool, generator: torch.Generator | None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euler steps of ``dx/dt = f = -g^2 s / 2`` along ``times`` (either direction), with
+    ``L = sum_i div f(x_i, t_i) (t_{i+1} - t_i)``. Returns the end point and ``L``, ``(B,)``."""
+    B = x.shape[0]
+    x = x.detach().clone()
+    integral = torch.zeros(B, dtype=x.dtype, device=x.device)
+    eps = None
+    if not exact:
+        eps = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        if mean_free:
+            eps = remove_mean(eps)
+    for i in range(len(times) - 1):
+        t, dt = float(times[i]), float(times[i + 1] - times[i])
+        g = float(schedule.g(torch.tensor(t, dtype=torch.float64)))
+        tt = torch.full((B,), t, dtype=x.dtype, device=x.device)
+
+        def f_fn(xx, ttt, g=g):
+            return -0.5 * g * g * score_fn(xx, ttt)
+
+        f, div = _divergence_exact(f_fn, x, tt) if exact else _divergence_hutchinson(f_fn, x, tt, eps)
+        x = x + f * dt
+        if mean_free:
+            x = remove_mean(x)
+        integral = integral + div * dt
+    return x, integral
+
+
+def _use_exact_divergence(divergence: str, x: torch.Tensor) -> bool:
+    if divergence not in ("auto", "exact", "hutchinson"):
+        raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got {divergence!r}")
+    return divergence == "exact" or (divergence == "auto" and x[0].numel() <= EXACT_DIVERGENCE_MAX_DIM)
+
+
 def probability_flow_log_prob(score_fn: ScoreFn, x0: torch.Tensor, schedule: GeometricNoiseSchedule, *,
                               steps: int = 200, mean_free: bool = False, divergence: str = "auto",
                               t_min: float = 1e-4, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -185,30 +221,43 @@ def probability_flow_log_prob(score_fn: ScoreFn, x0: torch.Tensor, schedule: Geo
         ``(B,)`` log densities (nats, working coordinates; on the mean-free subspace for
         particle systems).
     """
-    if divergence not in ("auto", "exact", "hutchinson"):
-        raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got {divergence!r}")
-    exact = divergence == "exact" or (divergence == "auto" and x0[0].numel() <= EXACT_DIVERGENCE_MAX_DIM)
-    times = _time_grid(steps, t_min).flip(0)
-    B = x0.shape[0]
-    x = x0.detach().clone()
-    logdet = torch.zeros(B, dtype=x.dtype, device=x.device)
-    eps = None
-    if not exact:
-        eps = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
-        if mean_free:
-            eps = remove_mean(eps)
+    exact = _use_exact_divergence(divergence, x0)
+    times = _time_grid(steps, t_min).flip(0)  # t_min -> 1
+    x1, integral = _flow_with_divergence(score_fn, x0, schedule, times, mean_free=mean_free, exact=exact,
+                                         generator=generator)
+    return prior_log_prob(x1, schedule, mean_free) + integral
 
-    for i in range(steps):
-        t, dt = float(times[i]), float(times[i + 1] - times[i])
-        g = float(schedule.g(torch.tensor(t, dtype=torch.float64)))
-        tt = torch.full((B,), t, dtype=x.dtype, device=x.device)
 
-        def f_fn(xx, ttt):
-            return -0.5 * g * g * score_fn(xx, ttt)
+def sample_probability_flow(score_fn: ScoreFn, x1: torch.Tensor, schedule: GeometricNoiseSchedule, *,
+                            steps: int = 200, mean_free: bool = False, divergence: str = "auto",
+                            t_min: float = 1e-4, generator: torch.Generator | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Samples of the probability-flow ODE model with their log densities, from one trajectory each.
 
-        f, div = _divergence_exact(f_fn, x, tt) if exact else _divergence_hutchinson(f_fn, x, tt, eps)
-        x = x + f * dt
-        if mean_free:
-            x = remove_mean(x)
-        logdet = logdet + div * dt
-    return prior_log_prob(x, schedule, mean_free) + logdet
+    Integrates prior samples ``x1`` from t = 1 down to ``t_min`` (Euler, ``steps`` steps) and
+    accumulates ``log q(x_0) = log p_1(x_1) + \int_0^1 \mathrm{div} f(x_t, t) dt`` along the same
+    path. Because the density is computed for the points the flow actually produced, ``x_0`` is a
+    draw from ``q`` and ``exp(-E/kT) / q`` are proper importance weights (up to the
+    discretisation of the flow and, with ``"hutchinson"``, the divergence estimate's noise).
+    Reverse-SDE samples, by contrast, follow another distribution whenever the learned score is
+    imperfect, so they must not be weighted with the ODE's ``q``.
+
+    Parameters
+    ----------
+    x1 : torch.Tensor
+        ``(B, n, d)`` prior samples (working coordinates).
+    divergence : {"auto", "exact", "hutchinson"}
+        As in :func:`probability_flow_log_prob`.
+
+    Returns
+    -------
+    x0 : torch.Tensor
+        ``(B, n, d)`` samples at ``t_min``.
+    log_q : torch.Tensor
+        ``(B,)`` their log densities (nats, working coordinates; mean-free subspace for particles).
+    """
+    exact = _use_exact_divergence(divergence, x1)
+    times = _time_grid(steps, t_min)  # 1 -> t_min: the accumulated integral is -int div f dt
+    x0, integral = _flow_with_divergence(score_fn, x1, schedule, times, mean_free=mean_free, exact=exact,
+                                         generator=generator)
+    return x0, prior_log_prob(x1, schedule, mean_free) - integral
