@@ -146,6 +146,8 @@ class EvaluationReport:
         if self.likelihood is not None:
             if self.likelihood.get("nll") is not None:
                 out.append(("nll", self.likelihood["nll"], self.likelihood.get("nll_std_error")))
+                if self.likelihood.get("nll_median") is not None:
+                    out.append(("nll_median", self.likelihood["nll_median"], None))
             out.append(("importance_ess", self.likelihood["ess"], None))
         if self.reweighted is not None:
             out.append(("reweighted_energy_mean", self.reweighted["energy_mean"], None))

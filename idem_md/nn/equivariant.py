@@ -263,15 +263,6 @@ class EquivariantScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         off_diagonal = ~torch.eye(n, dtype=torch.bool)
         self.register_buffer("senders", torch.arange(n).expand(n, n)[off_diagonal], persistent=False)
         self.register_buffer("receivers", torch.arange(n).repeat_interleave(n - 1), persistent=False)
-        # The radial weights depend on |r_ij| only, the same for (i, j) and (j, i): evaluate the radial MLP
-        # (the costliest per-edge work) once per unordered pair and gather it for both ordered edges.
-        pair_i, pair_j = torch.triu_indices(n, n, offset=1)
-        pair_index = torch.zeros(n, n, dtype=torch.long)
-        pair_index[pair_i, pair_j] = torch.arange(len(pair_i))
-        pair_index[pair_j, pair_i] = torch.arange(len(pair_i))
-        self.register_buffer("pair_i", pair_i, persistent=False)
-        self.register_buffer("pair_j", pair_j, persistent=False)
-        self.register_buffer("edge_pair", pair_index[self.receivers, self.senders], persistent=False)  # (E,)
 
     def _build(self) -> None:
         """Create the submodules from ``self.config``."""
@@ -355,17 +346,15 @@ class EquivariantScoreNet(ScoreNetConfigMixin, torch.nn.Module):
 
         rel = (pos[:, self.senders] - pos[:, self.receivers]).reshape(-1, 3)  # (B*E, 3), x_j - x_i
         edge_sh = self.sh(rel)  # (B*E, S)
-        dist = (pos[:, self.pair_j] - pos[:, self.pair_i]).norm(dim=-1).reshape(-1)  # (B*P,), unordered pairs
+        dist = rel.norm(dim=-1)  # (B*E,)
         gauss = soft_one_hot_linspace(dist, 0.0, cfg.radial_max, cfg.n_radial_basis, basis="gaussian", cutoff=False)
         # Gaussians scaled to ~unit second moment, plus the scaled distance itself so
         # that pairs beyond radial_max (strongly noised samples) still get messages.
-        pair_basis = torch.cat([gauss * math.sqrt(cfg.n_radial_basis), dist[:, None] / cfg.radial_max], dim=-1)
+        edge_basis = torch.cat([gauss * math.sqrt(cfg.n_radial_basis), dist[:, None] / cfg.radial_max], dim=-1)
 
         time = self.time_mlp(self.time_embedding(t))  # (B, T)
         h = self.node_embedding(time)[:, None, :].expand(B, n, -1)  # (B, n, n0e), identical particles
-        pair_weights = self.radial(pair_basis).view(B, len(self.pair_i), -1)  # (B, P, W)
-        edge_weights = pair_weights[:, self.edge_pair].reshape(B * len(self.edge_pair), -1)  # (B*E, W)
-        edge_weights = edge_weights.split(self._weight_numels, dim=-1)  # per layer (B*E, W_l)
+        edge_weights = self.radial(edge_basis).split(self._weight_numels, dim=-1)  # per layer (B*E, W_l)
         for layer, w in zip(self.layers, edge_weights):
             h = layer(h, time, edge_sh, w, self.senders)
         out = self.readout(h)  # (B, n, 3), Cartesian (x, y, z) in e3nn >= 0.5
