@@ -41,13 +41,8 @@ def test_schedule_rejects_bad_sigmas(bad):
 
 
 def exact_gmm_noised_score(gmm, y, h):
-    """Exact score of p_t in working coordinates: mixture of N(mu/50, (std^2/50^2 + h) I)."""
-    mu = gmm.means.double() / SCALE
-    var = gmm.std**2 / SCALE**2 + h[:, None]  # (B, 1)
-    diff = y[:, None, :] - mu[None]  # (B, M, 2)
-    logits = -0.5 * (diff**2).sum(-1) / var
-    w = torch.softmax(logits, dim=1)
-    return -(w[..., None] * diff).sum(1) / var
+    """Exact score of p_t in working coordinates y = x / 50 (noise variance h in working units)."""
+    return gmm.noised_score(y * SCALE, h * SCALE**2) * SCALE
 
 
 @pytest.mark.parametrize("t_value", [0.3, 0.6, 0.9])

@@ -179,3 +179,17 @@ def test_kT_scales_log_prob():
     x = random_configs(get_energy("dw4"))
     e1, e2 = get_energy("dw4"), get_energy("dw4", kT=2.0)
     assert torch.allclose(e2.log_prob(x), e1.log_prob(x) / 2)
+
+
+def test_gmm_noised_score_is_the_score_of_the_broadened_mixture():
+    gmm = get_energy("gmm40").double()
+    x = 1.5 * gmm.sample(64, generator=torch.Generator().manual_seed(0)).double()
+    _, forces = gmm.energy_and_forces(x)
+    torch.testing.assert_close(gmm.noised_score(x, 0.0), forces)  # kT = 1: score = forces
+    h = 2.5
+    broad = GaussianMixture(gmm.means.double(), std=(gmm.std**2 + h) ** 0.5).double()
+    torch.testing.assert_close(gmm.noised_score(x, h), broad.energy_and_forces(x)[1])
+    per_row = torch.full((64,), h, dtype=torch.float64)
+    torch.testing.assert_close(gmm.noised_score(x, per_row), gmm.noised_score(x, h))
+    with pytest.raises(ValueError, match="x must have shape"):
+        gmm.noised_score(x[:, :1], h)

@@ -97,6 +97,39 @@ class GaussianMixture(Energy):
         score = (w @ self.means.to(x2.dtype) - x2) / self.std**2  # grad log p = sum_k w_k (mu_k - x) / s^2
         return -self.kT * logp, (self.kT * score).reshape(x.shape)
 
+    def noised_score(self, x: torch.Tensor, h: torch.Tensor | float) -> torch.Tensor:
+        """Exact score of the noised density ``p_h = p * N(0, h I)`` at ``x``, the quantity DEM estimates.
+
+        The convolution of the mixture with ``N(0, h I)`` is the same mixture with variance
+        ``std^2 + h``, so its score is known in closed form (at ``kT = 1``; for other ``kT`` the
+        Boltzmann density of this energy is a different function).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, dim)`` positions (reduced length).
+        h : torch.Tensor or float
+            Noise variance (reduced length squared): a scalar or ``(B,)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, dim)`` in inverse reduced length.
+
+        Examples
+        --------
+        >>> gmm = GaussianMixture(torch.zeros(1, 2), std=1.0)
+        >>> gmm.noised_score(torch.tensor([[2.0, 0.0]]), 3.0)
+        tensor([[-0.5000, -0.0000]])
+        """
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
+        h = torch.as_tensor(h, dtype=x.dtype, device=x.device)
+        var = (self.std**2 + h).reshape(-1, 1)  # (B or 1, 1)
+        diff = x[:, None, :] - self.means.to(x)[None]  # (B, M, dim)
+        w = torch.softmax(-0.5 * (diff * diff).sum(-1) / var, dim=1)  # equal weights, equal variances
+        return -(w[..., None] * diff).sum(1) / var
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Exact samples, ``(n, dim)``."""
         if not isinstance(n, int) or n < 0:
