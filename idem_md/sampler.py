@@ -313,11 +313,10 @@ class IDEMSampler:
         self.nonfinite["rejected_buffer_candidates"] += int(self.dist.sum(int((~finite).sum()) + int((~ok).sum())))
         kept_e = e[ok.to(e.device)].detach().double()
         self._add_to_buffer(x[ok])
-        n_kept = self.dist.sum(len(kept_e))
-        if not n_kept:
+        everyone = self.dist.gather_rows(kept_e)  # every rank's kept energies (collective)
+        if not len(everyone):
             return float("nan"), float("nan")
-        everyone = self.dist.gather_rows(kept_e)
-        return self.dist.sum(float(kept_e.sum())) / n_kept, float(everyone.median()) if len(everyone) else float("nan")
+        return float(everyone.mean()), float(everyone.median())
 
     def _add_to_buffer(self, x: torch.Tensor) -> None:
         """Every rank adds every rank's new samples (in rank order): the buffer stays replicated."""
