@@ -64,6 +64,8 @@ from typing import Any
 
 import numpy as np
 
+from idem_md.io import new_output_dir  # re-exported: an empty output folder
+
 __all__ = [
     "main", "parse_args", "new_output_dir", "make_cluster", "minimum_energy",
     "ase_langevin_md", "write_xyz", "NORMAL", "FAST",
@@ -109,20 +111,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not args.temperature > 0:
         parser.error(f"--temperature must be > 0 K, got {args.temperature}")
     return args
-
-
-def new_output_dir(out: Path | None, stem: str) -> Path:
-    """``out`` (created; must be empty if it exists), or a new ``<stem>-N`` folder in the cwd."""
-    if out is None:
-        n = 1
-        while (Path.cwd() / f"{stem}-{n}").exists():
-            n += 1
-        out = Path.cwd() / f"{stem}-{n}"
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def make_cluster(seed: int):

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from idem_md.io import new_output_dir  # re-exported: an empty output folder
+
 __all__ = [
     "main", "parse_args", "new_output_dir", "train_and_sample", "load_reference",
     "structure_from_files", "rdf_figure", "NORMAL", "FAST",
@@ -87,20 +89,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
-
-
-def new_output_dir(out: Path | None, stem: str) -> Path:
-    """``out`` (created; must be empty if it exists), or a new ``<stem>-N`` folder in the cwd."""
-    if out is None:
-        n = 1
-        while (Path.cwd() / f"{stem}-{n}").exists():
-            n += 1
-        out = Path.cwd() / f"{stem}-{n}"
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def train_and_sample(energy, settings: dict[str, Any], seed: int, out: Path, progress: bool):

@@ -73,6 +73,7 @@ if TYPE_CHECKING:  # heavy optional imports, only for annotations
 
 __all__ = [
     "check_output_path",
+    "new_output_dir",
     "Samples",
     "SAMPLES_FORMAT_VERSION",
     "SUPPORTED_SUFFIXES",
@@ -606,6 +607,29 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> list[
         if t.exists() and not overwrite:
             raise FileExistsError(f"{t} already exists; pass --overwrite (overwrite=True in Python) to replace it")
     return targets
+
+
+def new_output_dir(out: str | os.PathLike | None, stem: str) -> Path:
+    """An empty output folder: ``out`` (created; refused if it exists and is not empty), or, when
+    ``out`` is None, a new ``<stem>-N`` folder in the current directory (the first free ``N >= 1``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     new_output_dir(Path(d) / "results", "unused").is_dir()
+    True
+    """
+    if out is None:
+        n = 1
+        while (Path.cwd() / f"{stem}-{n}").exists():
+            n += 1
+        out = Path.cwd() / f"{stem}-{n}"
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:
