@@ -189,6 +189,39 @@ def test_mlp_shapes_time_dependence_and_gradients():
         build_score_network("mlp", 1, 2, input_scale=0.0)
 
 
+
+def test_mlp_fourier_coordinate_features_and_residual_blocks():
+    torch.manual_seed(0)
+    net = build_score_network("mlp", 1, 2, coordinate_embedding_dim=16, residual=True).double()
+    assert net.mlp[0].in_features == 2 * 16 + net.config.time_embedding_dim
+    x, t = torch.randn(4, 1, 2, dtype=F64), torch.rand(4, dtype=F64)
+    # The coordinate features are sin/cos of x at fixed frequencies, the highest being
+    # coordinate_embedding_scale: shifting one coordinate by a full period of every
+    # frequency is impossible, but a tiny shift must change the output smoothly.
+    eps = 1e-6
+    dx = torch.zeros_like(x)
+    dx[:, 0, 0] = eps
+    assert 0 < (net(x + dx, t) - net(x, t)).abs().max() < 1e-3
+    # The residual path: with every hidden Linear zeroed, a residual block is the identity
+    # while a plain one maps to act(0) = 0, so the two networks must then differ.
+    plain = build_score_network("mlp", 1, 2, coordinate_embedding_dim=16, residual=False).double()
+    plain.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        for m in (net.mlp[2], net.mlp[4], plain.mlp[2], plain.mlp[4]):
+            m.weight.zero_()
+            m.bias.zero_()
+    h1 = torch.nn.functional.silu(net.mlp[0](torch.cat(
+        [net.coordinate_embedding(x.flatten()).view(4, -1), net.time_embedding(t)], -1)))
+    assert torch.allclose(net(x, t)[:, 0], net.mlp[-1](h1), atol=1e-12)
+    assert torch.allclose(plain(x, t)[:, 0], net.mlp[-1](torch.zeros_like(h1)), atol=1e-12)
+    for bad in (3, -2):
+        with pytest.raises(ValueError, match="coordinate_embedding_dim"):
+            build_score_network("mlp", 1, 2, coordinate_embedding_dim=bad)
+    with pytest.raises(ValueError, match="coordinate_embedding_scale"):
+        build_score_network("mlp", 1, 2, coordinate_embedding_scale=float("nan"))
+    with pytest.raises(TypeError, match="residual"):
+        build_score_network("mlp", 1, 2, residual=1)
+
 # ---------------------------------------------------------------- build / config
 def test_build_score_network_errors():
     with pytest.raises(ValueError, match="kind must be one of"):

@@ -33,6 +33,17 @@ class MLPScoreNetConfig:
         Typical coordinate magnitude, in the target's length unit; positions
         are divided by it before the MLP (GMM-40 spans about +-40, so ~40 keeps
         the first layer's inputs O(1)).
+    coordinate_embedding_dim : int
+        0: the MLP sees the (scaled) coordinates themselves. Otherwise each
+        coordinate is replaced by this many sinusoidal features (even), as in the
+        iDEM code's GMM network; fixed Fourier features let a small MLP resolve
+        modes much narrower than the domain (a plain MLP's spectral bias makes it
+        learn such sharp scores very slowly).
+    coordinate_embedding_scale : float
+        Highest angular frequency of the coordinate features, per unit of scaled
+        coordinate (iDEM: 25); frequencies fall geometrically by 10^4 from it.
+    residual : bool
+        Hidden layers as ``h + act(W h)`` (iDEM's GMM network) instead of ``act(W h)``.
     """
 
     hidden_dim: int = 128
@@ -40,6 +51,9 @@ class MLPScoreNetConfig:
     time_embedding_dim: int = 32
     activation: str = "silu"
     input_scale: float = 1.0
+    coordinate_embedding_dim: int = 0
+    coordinate_embedding_scale: float = 25.0
+    residual: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden_dim", "n_hidden_layers", "time_embedding_dim"):
@@ -48,11 +62,17 @@ class MLPScoreNetConfig:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if self.time_embedding_dim % 2:
             raise ValueError(f"time_embedding_dim must be even, got {self.time_embedding_dim}")
+        c = self.coordinate_embedding_dim
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0 or c % 2:
+            raise ValueError(f"coordinate_embedding_dim must be 0 or an even positive int, got {c!r}")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
-        s = self.input_scale
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and s > 0):
-            raise ValueError(f"input_scale must be a finite positive float (length unit), got {s!r}")
+        for name in ("input_scale", "coordinate_embedding_scale"):
+            s = getattr(self, name)
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and s > 0):
+                raise ValueError(f"{name} must be a finite positive float, got {s!r}")
+        if not isinstance(self.residual, bool):
+            raise TypeError(f"residual must be a bool, got {type(self.residual).__name__}")
 
 
 class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
@@ -96,12 +116,18 @@ class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         dim = n_particles * spatial_dim
         act = _ACTIVATIONS[cfg.activation]
         self.time_embedding = SinusoidalTimeEmbedding(cfg.time_embedding_dim)
+        self.coordinate_embedding = (
+            SinusoidalTimeEmbedding(cfg.coordinate_embedding_dim, scale=cfg.coordinate_embedding_scale)
+            if cfg.coordinate_embedding_dim else None
+        )
         layers: list[torch.nn.Module] = []
-        width_in = dim + cfg.time_embedding_dim
+        width_in = dim * (cfg.coordinate_embedding_dim or 1) + cfg.time_embedding_dim
         for _ in range(cfg.n_hidden_layers):
             layers += [torch.nn.Linear(width_in, cfg.hidden_dim), act()]
             width_in = cfg.hidden_dim
         layers.append(torch.nn.Linear(width_in, dim))
+        # One flat Sequential (Linear, act, ..., Linear): the parameter names of
+        # checkpoints written before the residual option existed still load.
         self.mlp = torch.nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -120,8 +146,15 @@ class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
             ``(B, n_particles, spatial_dim)``.
         """
         x, t = check_score_inputs(self, x, t, self.n_particles, self.spatial_dim)
-        h = torch.cat([x.flatten(1) / self.config.input_scale, self.time_embedding(t)], dim=-1)  # (B, n*d + T)
-        return self.mlp(h).view_as(x)
+        u = x.flatten(1) / self.config.input_scale  # (B, n*d)
+        if self.coordinate_embedding is not None:
+            u = self.coordinate_embedding(u.flatten()).view(x.shape[0], -1)  # (B, n*d*C)
+        h = torch.cat([u, self.time_embedding(t)], dim=-1)  # (B, n*d*C + T)
+        *hidden, out = self.mlp
+        for i in range(0, len(hidden), 2):
+            z = hidden[i + 1](hidden[i](h))  # (B, H)
+            h = h + z if self.config.residual and i > 0 else z
+        return out(h).view_as(x)
 
     def extra_repr(self) -> str:
         return f"n_particles={self.n_particles}, spatial_dim={self.spatial_dim}"
