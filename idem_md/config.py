@@ -125,9 +125,10 @@ def _check_float(name: str, value: Any, positive: bool) -> None:
 
 # The paper's settings (arXiv:2402.06121, Appendix; public iDEM configs).
 PRESETS: dict[str, dict[str, Any]] = {
-    # GMM-40's network: the iDEM code's MyMLP layout (Fourier features of each coordinate, residual GELU blocks,
-    # width 128), with a highest coordinate frequency of 100 instead of its 25 per working unit, so that the
-    # features resolve modes of width ~0.026 working units (docs/results.md, "GMM-40 network").
+    # GMM-40's network: the iDEM code's MyMLP layout (128 Fourier features per coordinate, 128 time features,
+    # residual GELU blocks of width 128; here an input layer and two blocks, MyMLP has three), with a highest
+    # coordinate frequency of 100 instead of its 25 per working unit, so that the features resolve modes of width
+    # ~0.026 working units (docs/results.md, "GMM-40 network").
     "gmm40": dict(sigma_min=1e-5, sigma_max=1.0, coordinate_scale=50.0, diffusion_scale=1.0, num_mc_samples=500,
                   lr=5e-4, score_clip=70.0, loss_weighting="h_plus_eps", network="mlp",
                   network_options=dict(coordinate_embedding_dim=128, coordinate_embedding_scale=100.0, residual=True,

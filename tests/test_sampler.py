@@ -39,6 +39,8 @@ def test_fit_and_sample_shapes_and_counters(system):
 
 def test_paper_presets():
     assert preset("gmm40").coordinate_scale == 50.0 and preset("gmm40").network == "mlp"
+    # GMM-40 needs Fourier coordinate features to resolve its narrow modes (docs/results.md)
+    assert preset("gmm40").network_options["coordinate_embedding_dim"] > 0
     assert preset("lj55").batch_size == 128 and preset("lj55").num_mc_samples == 100
     assert preset("lj13").diffusion_scale == 0.9 and preset("dw4").sigma_max == 3.0
     assert preset("my_molecule", particle_system=True).network == "e3nn"

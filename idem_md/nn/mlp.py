@@ -1,4 +1,5 @@
-"""Plain MLP score network for low-dimensional, non-particle targets (GMM-40)."""
+"""MLP score network for low-dimensional, non-particle targets (GMM-40), optionally with Fourier
+coordinate features and residual blocks as in the iDEM code's GMM network."""
 
 from __future__ import annotations
 
@@ -99,6 +100,9 @@ class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
     torch.Size([5, 1, 2])
     >>> MLPScoreNet.from_config(net.get_config()).config == net.config
     True
+    >>> fourier = MLPScoreNet(1, 2, dict(coordinate_embedding_dim=128, residual=True))  # GMM-40 preset layout
+    >>> fourier.mlp[0].in_features  # 2 coordinates x 128 features + 32 time features
+    288
     """
 
     kind = "mlp"
