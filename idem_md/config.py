@@ -148,9 +148,26 @@ def preset(system: str | None, *, particle_system: bool = True, **overrides: Any
     """The paper's configuration for ``system`` with ``overrides`` applied.
 
     Unknown systems (user energies) get generic defaults: the LJ-13 settings for particle
-    systems, a GMM-like MLP setup otherwise.
+    systems, a GMM-like MLP setup otherwise. ``network_options`` overrides are merged into the
+    preset's (so ``network_options={"hidden_dim": 64}`` keeps GMM-40's Fourier features); when
+    ``network`` is overridden with another kind, the preset's options (which belong to its own
+    network) are dropped.
+
+    Examples
+    --------
+    >>> preset("gmm40", network_options={"hidden_dim": 64}).network_options["coordinate_embedding_dim"]
+    128
+    >>> preset("gmm40", network="e3nn").network_options
+    {}
     """
     base = PRESETS.get((system or "").lower())
     if base is None:
         base = _GENERIC_PARTICLE if particle_system else _GENERIC_VECTOR
-    return IDEMConfig().replace(**{**base, **overrides})
+    merged = {**base, **overrides}
+    base_network = base.get("network", IDEMConfig.network)
+    if merged.get("network", base_network) != base_network:
+        if "network_options" not in overrides:
+            merged.pop("network_options", None)  # the preset's options belong to the preset's network
+    elif isinstance(overrides.get("network_options"), Mapping):
+        merged["network_options"] = {**base.get("network_options", {}), **overrides["network_options"]}
+    return IDEMConfig().replace(**merged)

@@ -46,6 +46,15 @@ def test_paper_presets():
     assert preset("my_molecule", particle_system=True).network == "e3nn"
 
 
+def test_preset_network_options_merge_unless_the_network_changes():
+    merged = preset("dw4", network_options={"n_layers": 2}).network_options
+    assert merged == {"radial_max": 7.0, "n_layers": 2}  # the preset's radial cutoff survives
+    assert preset("dw4", network_options={"radial_max": 9.0}).network_options == {"radial_max": 9.0}
+    assert preset("gmm40", network="e3nn").network_options == {}  # MLP options do not apply to e3nn
+    assert preset("gmm40", network="e3nn", network_options={"n_layers": 2}).network_options == {"n_layers": 2}
+    assert preset("gmm40", network="mlp").network_options == preset("gmm40").network_options
+
+
 def test_seed_determinism():
     a, b = tiny_sampler(), tiny_sampler()
     a.fit(progress=False)
