@@ -120,6 +120,7 @@ class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         dim = n_particles * spatial_dim
         act = _ACTIVATIONS[cfg.activation]
         self.time_embedding = SinusoidalTimeEmbedding(cfg.time_embedding_dim)
+        # Coordinates get the same geometric sin/cos features as time, with their own top frequency.
         self.coordinate_embedding = (
             SinusoidalTimeEmbedding(cfg.coordinate_embedding_dim, scale=cfg.coordinate_embedding_scale)
             if cfg.coordinate_embedding_dim else None
