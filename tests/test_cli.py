@@ -18,6 +18,7 @@ import torch
 from idem_md import IDEMSampler
 from idem_md.checkpoint import load_checkpoint
 from idem_md.cli import main
+from idem_md.config import preset
 from idem_md.io import Samples
 
 TINY_NET = dict(hidden_irreps="8x0e + 2x1o", n_layers=1, n_radial_basis=4, radial_hidden=8, time_embedding_dim=8)
@@ -114,7 +115,7 @@ def test_train_writes_run_directory_and_resumes(tmp_path, capsys):
     assert train(run, 2) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["system"] == "dw4" and cfg["config"]["batch_size"] == 8
-    assert cfg["config"]["network_options"] == TINY_NET
+    assert cfg["config"]["network_options"] == {**preset("dw4").network_options, **TINY_NET}  # merged
     assert load_checkpoint(run / "checkpoint.pt")["outer_iteration"] == 2
     records = metrics(run)
     assert [r["outer_iteration"] for r in records] == [1, 2]
