@@ -316,6 +316,9 @@ class SMCResult:
         Mean MALA acceptance of the moves after each stage (``nan`` without moves).
     resampled_at : list of int
         Stages (0-based) after which the particles were resampled.
+    ancestors : torch.Tensor
+        ``(N,)`` index of each particle's initial ancestor (for genealogy error bars,
+        :func:`idem_md.observables.estimate`).
     importance_ess : float
         ESS of the plain importance weights ``p~/q`` of the initial proposals (the quality of ``q``).
     n_energy_evaluations : int
@@ -335,6 +338,7 @@ class SMCResult:
     ess_per_stage: list[float]
     acceptance_per_stage: list[float]
     resampled_at: list[int]
+    ancestors: torch.Tensor
     importance_ess: float
     n_energy_evaluations: int
     n_proposal_evaluations: int
@@ -537,7 +541,7 @@ def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
             print(f"SMC stage {len(betas)}: beta {beta:.4g}, ESS {esss[-1]:.3f}, acceptance {accs[-1]:.2f}",
                   file=sys.stderr, flush=True)
     return SMCResult(x, torch.log_softmax(log_w, 0), -aux[:, 0] * energy.kT, log_z, log_z_err, betas, esss, accs,
-                     resampled, importance_ess, target.n_evaluations, n_prop_evals, n_failed)
+                     resampled, eve, importance_ess, target.n_evaluations, n_prop_evals, n_failed)
 
 
 # -------------------------------------------------------------------- relax

@@ -170,3 +170,31 @@ def test_bad_arguments_are_one_line_errors():
         GaussianProposal(torch.zeros(1, 2), -1.0)
     with pytest.raises(TypeError, match="energy must be"):
         BoltzmannTarget("gmm40")
+
+
+def test_estimate_gives_calibrated_errors_for_smc_and_importance_weights():
+    from idem_md.observables import basin_indicator, energy_observable, estimate
+
+    gmm = get_energy("gmm40")
+    q = GaussianProposal(torch.zeros(1, 2), 30.0)
+    right = gmm.means[:, 0] > 0
+    exact = float(right.double().mean())  # equal mode weights: the share of modes with x > 0
+    assign = lambda x: (gmm.means[None, :, :] - x.reshape(len(x), 1, 2)).pow(2).sum(-1).argmin(1)  # noqa: E731
+    half = basin_indicator(lambda x: right[assign(x)].long(), 2)
+    z_smc, z_is = [], []
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        res = smc(gmm, q, 3000, mcmc_steps=3, generator=g)
+        est = estimate(half, res.positions, log_weights=res.log_weights, ancestors=res.ancestors)
+        assert est.method == "genealogy" and est.value.shape == (2,)
+        z_smc.append(float((est.value[1] - exact) / est.error[1]))
+        x, lq = q.sample_with_log_prob(3000, generator=g)
+        lw = -gmm.energy(x) - lq
+        est_is = estimate(half, x, log_weights=lw, generator=g)
+        z_is.append(float((est_is.value[1] - exact) / est_is.error[1]))
+    assert max(map(abs, z_smc)) < 4 and max(map(abs, z_is)) < 4
+    e_est = estimate(energy_observable(gmm), gmm.sample(4000).double()[:, None, :])
+    assert isinstance(e_est.value, float) and e_est.error == pytest.approx(float(gmm.log_prob(
+        gmm.sample(20000)).std()) / math.sqrt(4000), rel=0.2)
+    with pytest.raises(ValueError, match="log_weights must have shape"):
+        estimate(half, res.positions, log_weights=torch.zeros(3))
