@@ -1,0 +1,272 @@
+"""Annealed sequential Monte Carlo from a proposal q to the Boltzmann target, with log Z."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from ..dem.sde import remove_mean
+from ..energies.base import Energy
+from ..metrics import effective_sample_size
+from .mala import mala
+from .targets import BoltzmannTarget, Proposal, multinomial_resample
+
+__all__ = ["SMCResult", "smc"]
+
+
+@dataclass
+class SMCResult:
+    """Particles and estimates from :func:`smc`.
+
+    Attributes
+    ----------
+    positions : torch.Tensor
+        ``(N, n, d)`` final particles (energy's length unit).
+    log_weights : torch.Tensor
+        ``(N,)`` normalised log weights (``log_softmax``); all ``-log N`` after a final resampling.
+    energies : torch.Tensor
+        ``(N,)`` energies of the particles (energy unit).
+    log_Z : float
+        Estimate of ``log int exp(-E/kT) dx`` (nats; lengths in the energy's unit; on the
+        centre-of-mass-free subspace for particle systems).
+    log_Z_error : float
+        Standard error of ``log_Z`` from the particles' genealogy (:func:`_log_z_error`).
+    beta_schedule : list of float
+        Tempering exponents, from the first positive one to 1.
+    ess_per_stage : list of float
+        Normalised ESS after each reweighting, before any resampling.
+    acceptance_per_stage : list of float
+        Mean MALA acceptance of the moves after each stage (``nan`` without moves).
+    resampled_at : list of int
+        Stages (0-based) after which the particles were resampled.
+    ancestors : torch.Tensor
+        ``(N,)`` index of each particle's initial ancestor (for genealogy error bars,
+        :func:`idem_md.observables.estimate`).
+    importance_ess : float
+        ESS of the plain importance weights ``p~/q`` of the initial proposals (the quality of ``q``).
+    n_energy_evaluations : int
+        Target energy-and-force evaluations spent (the proposals' energies included).
+    n_proposal_evaluations : int
+        Evaluations of ``log q`` and its gradient during the moves.
+    n_failed_proposals : int
+        Initial proposals dropped because their position or ``log q`` was not finite.
+    """
+
+    positions: torch.Tensor
+    log_weights: torch.Tensor
+    energies: torch.Tensor
+    log_Z: float
+    log_Z_error: float
+    beta_schedule: list[float]
+    ess_per_stage: list[float]
+    acceptance_per_stage: list[float]
+    resampled_at: list[int]
+    ancestors: torch.Tensor
+    importance_ess: float
+    n_energy_evaluations: int
+    n_proposal_evaluations: int
+    n_failed_proposals: int
+
+    @property
+    def ess(self) -> float:
+        """Normalised ESS of the final weights (1 after a final resampling)."""
+        return effective_sample_size(self.log_weights)
+
+    def summary(self) -> dict:
+        """Plain-data summary (no per-particle arrays), e.g. for sample-file metadata."""
+        return {"method": "smc", "log_Z": self.log_Z, "log_Z_error": self.log_Z_error, "ess": self.ess,
+                "importance_ess": self.importance_ess, "n_stages": len(self.beta_schedule),
+                "beta_schedule": self.beta_schedule, "ess_per_stage": self.ess_per_stage,
+                "acceptance_per_stage": self.acceptance_per_stage, "resampled_at": self.resampled_at,
+                "n_energy_evaluations": self.n_energy_evaluations,
+                "n_proposal_evaluations": self.n_proposal_evaluations, "n_failed_proposals": self.n_failed_proposals}
+
+
+def _conditional_ess(log_W: torch.Tensor, delta: torch.Tensor, step: float) -> float:
+    """CESS of the increment ``exp(step * delta)`` under normalised weights ``exp(log_W)``, in [0, 1]."""
+    inc = step * delta
+    return float(torch.exp(2 * torch.logsumexp(log_W + inc, 0) - torch.logsumexp(log_W + 2 * inc, 0)))
+
+
+def _next_beta(log_W: torch.Tensor, delta: torch.Tensor, beta: float, cess_target: float) -> float:
+    """Largest next exponent with conditional ESS >= ``cess_target`` (bisection), at most 1."""
+    if _conditional_ess(log_W, delta, 1.0 - beta) >= cess_target:
+        return 1.0
+    lo, hi = 0.0, 1.0 - beta
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _conditional_ess(log_W, delta, mid) >= cess_target else (lo, mid)
+    return beta + max(lo, 1e-9)
+
+
+def _log_z_error(log_w: torch.Tensor, eve: torch.Tensor, n_resampled: int) -> float:
+    """Standard error of ``log Z`` from the genealogy (Lee and Whiteley 2018, Chan and Lai 2013).
+
+    ``Var(Z^)/Z^2 ~ 1 - (N/(N-1))^(r+1) (1 - sum_k S_k^2)``, ``S_k`` the final weight of the
+    particles descending from initial particle ``k``, ``r`` resampling events; the delta method
+    turns it into the error of ``log Z^``. Plain importance sampling (``r = 0``) gives the usual
+    ``(N sum w^2 - 1) / (N - 1)``. It grows when the genealogy collapses onto few ancestors.
+    """
+    N = len(log_w)
+    S = torch.zeros(N, dtype=torch.float64).index_add_(0, eve, torch.softmax(log_w.double(), 0))
+    rel_var = 1.0 - (N / (N - 1)) ** (n_resampled + 1) * (1.0 - float((S * S).sum()))
+    return math.sqrt(max(rel_var, 0.0))
+
+
+class _Tempered:
+    """``log pi_beta = beta log p~ + (1 - beta) log q`` for :func:`mala`.
+
+    The aux values carried with each chain are ``[log p~, log q, grad log p~, grad log q]``
+    (``(B, 2 + 2 dim)``), so that a new ``beta`` needs no new evaluation (:meth:`state`). At
+    ``beta = 1`` ``q`` is not evaluated (its entries are NaN and zero).
+    """
+
+    def __init__(self, target: BoltzmannTarget, proposal: Proposal, beta: float):
+        self.target, self.proposal, self.beta = target, proposal, beta
+        self.n_proposal_evaluations = 0
+
+    def __call__(self, x: torch.Tensor):
+        lp, gp = self.target(x)
+        if self.beta >= 1.0:  # q no longer enters: skip its (expensive) evaluation
+            lq, gq = torch.full_like(lp, math.nan), torch.zeros_like(gp)
+        else:
+            lq, gq = self.proposal_terms(x)
+        return self.state(torch.cat([lp[:, None], lq[:, None], gp.flatten(1), gq.flatten(1)], 1), x.shape)
+
+    def proposal_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lq, gq = self.proposal.log_prob_and_grad(x)
+        self.n_proposal_evaluations += len(x)
+        lq, gq = lq.detach().to(x), gq.detach().to(x)
+        return lq, remove_mean(gq) if self.target.mean_free else gq
+
+    def state(self, aux: torch.Tensor, shape: torch.Size):
+        """``(log pi_beta, grad log pi_beta, aux)`` from the carried aux values."""
+        dim = (aux.shape[1] - 2) // 2
+        lp, lq = aux[:, 0], aux[:, 1]
+        gp, gq = aux[:, 2:2 + dim].reshape(shape), aux[:, 2 + dim:].reshape(shape)
+        b = self.beta
+        if b >= 1.0:
+            return lp, gp, aux
+        logpi = torch.where(torch.isfinite(lq), b * lp + (1 - b) * lq, torch.full_like(lp, -math.inf))
+        return logpi, b * gp + (1 - b) * gq, aux
+
+
+def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
+        samples: tuple[torch.Tensor, torch.Tensor] | None = None, mcmc_steps: int = 10, final_mcmc_steps: int | None = None,
+        cess_target: float = 0.9, ess_threshold: float = 0.5, anneal: bool = True, resample_final: bool = True,
+        target_accept: float = 0.6, max_stages: int = 1000,
+        generator: torch.Generator | None = None, progress: bool = False) -> SMCResult:
+    r"""Annealed SMC from the proposal ``q`` to ``p ~ exp(-E/kT)``, with log Z.
+
+    Stage k reweights by ``(p~/q)^(beta_k - beta_{k-1})`` with ``beta_k`` chosen by bisection
+    so that the conditional ESS equals ``cess_target``; resamples (multinomial) when the
+    ESS falls below ``ess_threshold``; then moves every particle by ``mcmc_steps`` MALA
+    steps targeting ``pi_beta ~ q^(1-beta) p^beta`` (one step size for the population,
+    adapted after each stage towards ``target_accept``). ``log Z = sum_k log sum_i W_i (p~/q)_i^(dbeta)``.
+
+    Parameters
+    ----------
+    energy : Energy
+        The target.
+    proposal : Proposal
+        ``q``: normalised (on the mean-free subspace for particle systems), with
+        ``log_prob_and_grad`` (and ``sample_with_log_prob`` when ``samples`` is not given).
+    n : int, optional
+        Number of particles drawn from ``proposal`` (omit when giving ``samples``).
+    samples : tuple, optional
+        ``(x (N, n, d), log_q (N,))`` proposals already drawn.
+    mcmc_steps : int
+        MALA steps per stage (0: importance sampling and resampling only).
+    final_mcmc_steps : int, optional
+        Extra MALA steps at ``beta = 1`` (default ``mcmc_steps``), in blocks of ``mcmc_steps``
+        with step-size adaptation between blocks.
+    anneal : bool
+        False: a single stage straight to ``beta = 1`` (importance resampling, then moves).
+    resample_final : bool
+        Return equally weighted particles (resampled at the end when the weights are unequal).
+    """
+    if (n is None) == (samples is None):
+        raise ValueError("give exactly one of n (particles to draw from proposal) and samples=(x, log_q)")
+    for name, v in (("mcmc_steps", mcmc_steps), ("max_stages", max_stages)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    if not 0 < cess_target < 1:
+        raise ValueError(f"cess_target must be in (0, 1), got {cess_target!r}")
+    if not 0 <= ess_threshold <= 1:
+        raise ValueError(f"ess_threshold must be in [0, 1], got {ess_threshold!r}")
+    target = BoltzmannTarget(energy)
+    if samples is None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"n must be an int >= 2, got {n!r}")
+        samples = proposal.sample_with_log_prob(n, generator=generator)
+    x, lq = samples
+    x, lq = torch.as_tensor(x).detach().double().cpu(), torch.as_tensor(lq).detach().double().cpu()
+    if x.ndim != 3 or lq.shape != (x.shape[0],):
+        raise ValueError(f"samples must be (x (N, n, d), log_q (N,)), got shapes {tuple(x.shape)} and {tuple(lq.shape)}")
+    ok = torch.isfinite(lq) & torch.isfinite(x).flatten(1).all(1)
+    n_failed = int((~ok).sum())
+    x, lq = x[ok], lq[ok]
+    if len(x) < 2:
+        raise ValueError(f"only {len(x)} of {len(ok)} proposals have a finite position and log q; SMC needs >= 2")
+    if target.mean_free:
+        x = remove_mean(x)
+    lp, gp = target(x)
+    aux = torch.cat([lp[:, None], lq[:, None], gp.flatten(1), torch.full_like(gp.flatten(1), math.nan)], 1)
+    N = len(x)
+    log_w = torch.zeros(N, dtype=torch.float64)
+    importance_ess = effective_sample_size(torch.nan_to_num(lp - lq, nan=-math.inf)) if bool(torch.isfinite(lp).any()) else 0.0
+    have_grad_q = False
+    beta, log_z, eps = 0.0, 0.0, None
+    betas, esss, accs, resampled = [], [], [], []
+    eve = torch.arange(N)  # index of each particle's initial ancestor
+    log_z_err = float("nan")
+    n_prop_evals = 0
+    final_steps = mcmc_steps if final_mcmc_steps is None else final_mcmc_steps
+    while beta < 1.0:
+        if len(betas) >= max_stages:
+            raise RuntimeError(f"SMC did not reach beta = 1 in max_stages={max_stages} stages (beta = {beta:.3g}); "
+                               "the proposal is far from the target: raise max_stages or lower cess_target")
+        delta = torch.nan_to_num(aux[:, 0] - aux[:, 1], nan=-math.inf)  # log p~ - log q
+        log_W = torch.log_softmax(log_w, 0)
+        new_beta = _next_beta(log_W, delta, beta, cess_target) if anneal else 1.0
+        inc = torch.nan_to_num((new_beta - beta) * delta, nan=-math.inf)
+        if not bool(torch.isfinite(log_W + inc).any()):
+            raise ValueError("every particle has zero target density (all energies non-finite)")
+        log_z += float(torch.logsumexp(log_W + inc, 0))
+        log_w, beta = log_w + inc, new_beta
+        betas.append(beta)
+        esss.append(effective_sample_size(log_w))
+        if beta >= 1.0:
+            log_z_err = _log_z_error(log_w, eve, len(resampled))
+        if esss[-1] < ess_threshold or (beta >= 1.0 and resample_final and esss[-1] < 1.0 - 1e-12):
+            idx = multinomial_resample(log_w, generator=generator)
+            x, aux, eve, log_w = x[idx], aux[idx], eve[idx], torch.zeros(N, dtype=torch.float64)
+            resampled.append(len(betas) - 1)
+        steps = mcmc_steps if beta < 1.0 else final_steps
+        acc_stage = []
+        dens = _Tempered(target, proposal, beta)
+        if steps and beta < 1.0 and not have_grad_q:  # first moves at beta < 1: grad log q at the particles
+            aux[:, 2 + x[0].numel():] = dens.proposal_terms(x)[1].flatten(1)
+            have_grad_q = True
+        for block in range(math.ceil(steps / max(mcmc_steps, 1)) if steps else 0):
+            res = mala(dens, x, n_steps=min(mcmc_steps, steps - block * mcmc_steps), step_size=eps,
+                       mean_free=target.mean_free, generator=generator, state=dens.state(aux, x.shape),
+                       target_accept=target_accept)
+            x, aux = res.positions, res.aux
+            # One step size for the population, adapted between blocks from the mean acceptance: a
+            # per-particle step size adapted on a particle's own history correlates with its position
+            # and biases the population (measured on GMM-40: log Z +0.14, mode TV 0.09 instead of 0.03).
+            eps = float(res.step_size[0]) * math.exp(2.0 * (res.acceptance_rate - target_accept))
+            acc_stage.append(res.acceptance_rate)
+        n_prop_evals += dens.n_proposal_evaluations
+        accs.append(sum(acc_stage) / len(acc_stage) if acc_stage else float("nan"))
+        if progress:
+            print(f"SMC stage {len(betas)}: beta {beta:.4g}, ESS {esss[-1]:.3f}, acceptance {accs[-1]:.2f}",
+                  file=sys.stderr, flush=True)
+    return SMCResult(x, torch.log_softmax(log_w, 0), -aux[:, 0] * energy.kT, log_z, log_z_err, betas, esss, accs,
+                     resampled, eve, importance_ess, target.n_evaluations, n_prop_evals, n_failed)
+
+
