@@ -18,6 +18,7 @@ __all__ = ["main", "build_parser", "parse_set_values", "load_config_file"]
 RUN_CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "config.json"
 RUN_METRICS = "metrics.jsonl"
+SAMPLE_CORRECTIONS = ("none", "relax", "mala", "smc")  # idem_md.correct.CORRECTIONS, without importing torch
 
 
 class CLIError(Exception):
@@ -185,6 +186,7 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 
 
 def cmd_sample(args) -> int:
+    from .correct import CorrectionOptions, corrected_samples
     from .io import check_output_path
     from .sampler import IDEMSampler
 
@@ -195,9 +197,23 @@ def cmd_sample(args) -> int:
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint in {run} (expected {ckpt}); train first with idem-md train")
     check_output_path(args.out, args.overwrite)
+    options = CorrectionOptions(method=args.correct, mala_steps=args.mala_steps, relax_steps=args.relax_steps,
+                                cess_target=args.cess_target, weighted=args.weighted, seed=args.seed,
+                                anneal=args.anneal)
     sampler = IDEMSampler.load(ckpt, device=args.device)
-    samples = sampler.sample(args.n, steps=args.steps, progress=not args.quiet)
+    if args.correct == "smc" and sampler.density is None:
+        _say(f"{run} has no density model yet: fitting one on {args.density_samples} samples "
+             "(flow matching, no energy evaluations); it is saved into the run")
+        sampler.fit_density(args.density_samples, steps=args.density_steps, progress=not args.quiet)
+        sampler.save(ckpt)
+    samples = corrected_samples(sampler, args.n, options, steps=args.steps, progress=not args.quiet)
     written = samples.save(args.out, overwrite=args.overwrite)
+    info = samples.metadata.get("correction")
+    if info:
+        figures = [f"{k} {info[k]:.4g}" for k in ("log_Z", "log_Z_error", "importance_ess", "acceptance_rate",
+                                                  "would_be_acceptance") if isinstance(info.get(k), float)]
+        _say(f"correction {args.correct}: {info['n_energy_evaluations']:,} energy evaluations"
+             + (f", {', '.join(figures)}" if figures else ""))
     _say(f"wrote {len(samples)} samples: {', '.join(str(p) for p in written)}")
     return 0
 
@@ -316,12 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="draw samples from a trained run", description="Draw samples from a trained "
-                       "run by integrating the reverse SDE. The suffix of --out picks the format: .xyz (extended XYZ, "
-                       "energies included), .dcd (a .pdb topology and a .json sidecar are written beside it), .npz.")
+                       "run by integrating the reverse SDE, optionally corrected towards the exact Boltzmann "
+                       "distribution (--correct); weights, log Z and ESS go into the file's metadata. The suffix "
+                       "of --out picks the format: .xyz (extended XYZ, energies included), .dcd (a .pdb topology and a .json sidecar are written beside it), .npz.")
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("-n", type=int, required=True, help="number of samples")
     s.add_argument("--out", required=True, metavar="FILE", help="output file (.xyz, .dcd or .npz)")
     s.add_argument("--steps", type=int, help="reverse-SDE steps (default: the run's sde_steps)")
+    s.add_argument("--correct", choices=SAMPLE_CORRECTIONS, default="none",
+                   help="none: raw samples; relax: remove near-overlaps by minimisation + Langevin (not exact); "
+                   "mala: MALA chains from the raw samples; smc: annealed SMC from the run's density model to the "
+                   "target, with log Z (fits and saves the density model first when the run has none)")
+    s.add_argument("--mala-steps", type=int, default=20, metavar="K", help="MALA steps (mala: per chain; smc: at the "
+                   "target, and per tempering stage with --anneal); default 20")
+    s.add_argument("--relax-steps", type=int, default=100, metavar="K", help="Langevin steps of relax (default 100)")
+    s.add_argument("--anneal", action="store_true", help="smc: temper from q to the target with MALA moves at every "
+                   "stage (needs grad log q of the density model at every move: slow on a CPU); default: one "
+                   "importance stage, resampling, then the MALA steps at the target")
+    s.add_argument("--cess-target", type=float, default=0.9, help="smc --anneal: conditional ESS per stage (default 0.9)")
+    s.add_argument("--weighted", action="store_true", help="smc: keep the weighted particles (no final resampling)")
+    s.add_argument("--density-samples", type=int, default=5000, metavar="N",
+                   help="smc on a run without a density model: samples to fit it on (default 5000)")
+    s.add_argument("--density-steps", type=int, metavar="N", help="flow-matching steps of that fit")
+    s.add_argument("--seed", type=int, default=0, help="seed of the correction (default 0)")
     s.add_argument("--device", choices=["cpu", "cuda"])
     s.add_argument("--overwrite", action="store_true", help="replace existing files")
     s.add_argument("--quiet", action="store_true")

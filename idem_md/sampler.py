@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import signal
+import warnings
 import threading
 import time
 from pathlib import Path
@@ -147,7 +148,8 @@ class IDEMSampler:
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed + self.dist.rank * _RANK_SEED_STRIDE)
         self.buffer = ReplayBuffer(config.buffer_size, self.event_shape, device=self.device)
         self.outer_iteration = 0
-        self.counters = {"estimator": 0, "sampling": 0, "evaluation": 0}
+        self.counters = {"estimator": 0, "sampling": 0, "evaluation": 0, "correction": 0}
+        self.density = None  # a fitted DensityModel (fit_density), saved with the checkpoint
         self.nonfinite = {"estimator_perturbations": 0, "estimator_rows": 0, "rejected_buffer_candidates": 0}
         self.history: list[dict[str, float]] = []
         self.inner_step = 0  # inner steps done in the current (unfinished) outer iteration
@@ -346,27 +348,80 @@ class IDEMSampler:
             return torch.zeros((0, *self.event_shape), device=self.device)
         return torch.cat(out)
 
-    def sample(self, n: int, *, steps: int | None = None, compute_energies: bool = True, progress: bool = True):
+    def sample(self, n: int, *, steps: int | None = None, compute_energies: bool = True, progress: bool = True,
+               max_failed_fraction: float = 0.5):
         """Draw ``n`` samples by integrating the reverse SDE with the trained network.
+
+        Trajectories that diverge (non-finite coordinates) are dropped and counted
+        (``metadata["n_diverged"]``, with a warning saying what to change); the call fails only
+        when more than ``max_failed_fraction`` of them diverged.
 
         Parameters
         ----------
         n : int
-            Number of samples.
+            Number of trajectories.
         steps : int, optional
             Euler-Maruyama steps (default ``config.sde_steps``).
         compute_energies : bool
             Also evaluate the target's energy of each sample (counted under ``"evaluation"``).
+        max_failed_fraction : float
+            In [0, 1]: the largest tolerated share of diverged trajectories.
 
         Returns
         -------
         Samples
-            Positions ``(n, n_particles, spatial_dim)`` in the energy's length unit, on the CPU.
+            The finite positions ``(n - n_diverged, n_particles, spatial_dim)`` in the energy's
+            length unit, on the CPU.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
+        if not 0 <= max_failed_fraction <= 1:
+            raise ValueError(f"max_failed_fraction must be in [0, 1], got {max_failed_fraction!r}")
+        steps = self.config.sde_steps if steps is None else steps
+        if isinstance(steps, int) and steps < 20:
+            warnings.warn(f"steps={steps} reverse-SDE steps is far too few for accurate samples (the paper uses "
+                          "1000; fewer than ~100 leaves samples far from the target)", stacklevel=2)
         x = self._generate(n, steps, progress) * self.config.coordinate_scale
-        return self._to_samples(x, compute_energies, source="idem")
+        finite = torch.isfinite(x).flatten(1).all(1)
+        n_bad = int((~finite).sum())
+        if n_bad > max_failed_fraction * n or n_bad == n:
+            raise FloatingPointError(
+                f"{n_bad} of {n} reverse-SDE trajectories diverged (non-finite coordinates), more than "
+                f"max_failed_fraction={max_failed_fraction}; train longer, or sample with more steps "
+                f"(steps={steps} now)")
+        if n_bad:
+            warnings.warn(f"{n_bad} of {n} reverse-SDE trajectories diverged and were dropped; "
+                          f"{n - n_bad} samples kept (more steps than {steps} or more training reduce this)",
+                          stacklevel=2)
+        samples = self._to_samples(x[finite], compute_energies, source="idem")
+        samples.metadata["n_diverged"] = n_bad
+        return samples
+
+    def fit_density(self, n_samples: int = 5000, *, config=None, steps: int | None = None,
+                    progress: bool = True):
+        """Fit the CNF density model (flow matching) on ``n_samples`` of this sampler's own samples.
+
+        The iDEM paper's route to NLL and ESS: the fitted :class:`~idem_md.dem.density.DensityModel`
+        gives samples with exact log densities and ``log q`` at any point, so that importance
+        weights and SMC (:mod:`idem_md.correct`) can correct towards the target. No energy is
+        evaluated. The model is kept in :attr:`density` and saved with the checkpoint.
+
+        Parameters
+        ----------
+        n_samples : int
+            Reverse-SDE samples to fit on (diverged ones are dropped).
+        config : DensityConfig, optional
+            Network and solver settings (default :class:`~idem_md.dem.density.DensityConfig`).
+        steps : int, optional
+            Flow-matching optimiser steps (default ``config.steps``).
+        """
+        from .dem.density import DensityModel
+
+        data = self.sample(n_samples, compute_energies=False, progress=progress).positions
+        density = DensityModel(self.energy.n_particles, self.energy.spatial_dim, self.mean_free, config)
+        density.fit(data.double(), steps=steps, progress=progress)
+        self.density = density
+        return density
 
     def _to_samples(self, x: torch.Tensor, compute_energies: bool, source: str):
         """``Samples`` on the CPU from positions in the energy's units; energies of the finite rows are
@@ -460,6 +515,7 @@ class IDEMSampler:
             "counters": dict(self.counters),
             "nonfinite": dict(self.nonfinite),
             "history": list(self.history),
+            "density": None if self.density is None else self.density.to_payload(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -525,4 +581,8 @@ class IDEMSampler:
         sampler.counters.update(payload["counters"])
         sampler.nonfinite.update(payload["nonfinite"])
         sampler.history = list(payload["history"])
+        if payload.get("density") is not None:  # checkpoints from before the density model have none
+            from .dem.density import DensityModel
+
+            sampler.density = DensityModel.from_payload(payload["density"])
         return sampler

@@ -7,6 +7,7 @@ Commands run in-process through :func:`idem_md.cli.main` on the tiny DW-4 config
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -164,6 +165,31 @@ def test_sample_writes_each_format_and_refuses_overwrite(suffix, companions, tra
     assert re.search(r"exists; pass (--)?overwrite", error_line(capsys, "sample"))
     assert all(p.read_bytes() == b for p, b in before.items())
     assert main([*args, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("method", ["relax", "mala", "smc"])
+def test_sample_correct_writes_corrected_samples_with_their_figures(method, trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)  # smc saves the density model into the run
+    out = tmp_path / "c.npz"
+    args = ["sample", str(run), "-n", "16", "--out", str(out), "--quiet", "--correct", method, "--mala-steps", "3",
+            "--relax-steps", "4", "--density-samples", "32", "--density-steps", "5"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    got = Samples.load(out, n_particles=4, spatial_dim=2)
+    info = got.metadata["correction"]
+    assert got.metadata["source"] == f"idem+{method}" and info["method"] == method
+    assert info["n_energy_evaluations"] > 16 and f"correction {method}: " in err
+    assert got.metadata["energy_evaluations"]["correction"] == info["n_energy_evaluations"]
+    energy = IDEMSampler.load(run / "checkpoint.pt", device="cpu").energy
+    assert torch.allclose(got.energies.double(), energy.energy(got.positions.double()), rtol=1e-4, atol=1e-4)
+    if method == "smc":
+        assert "fitting one on 32 samples" in err and load_checkpoint(run / "checkpoint.pt")["density"] is not None
+        assert len(info["log_weights"]) == len(got) and math.isfinite(info["log_Z"]) and info["beta_schedule"][-1] == 1
+        assert main([*args, "--overwrite"]) == 0
+        assert "fitting" not in capsys.readouterr().err  # the saved density model is reused
 
 
 # ---------------------------------------------------------------- md

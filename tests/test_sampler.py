@@ -212,3 +212,36 @@ def test_sample_with_log_prob_matches_log_prob_of_the_same_points(system):
     assert torch.allclose(again.cpu().double(), log_q.double(), atol=1.0), (again, log_q)  # Euler both ways
     with pytest.raises(ValueError, match="n must be a positive int"):
         s.sample_with_log_prob(0)
+
+
+def test_density_model_is_saved_in_the_checkpoint_and_loads_safely(tmp_path):
+    from idem_md.checkpoint import load_checkpoint
+
+    s = tiny_sampler("dw4")
+    s.fit(progress=False)
+    s.fit_density(64, config=dict(hidden_dim=8, n_layers=1, steps=5), progress=False)
+    assert s.counters["correction"] == 0 and s.density.dof == 6
+    path = s.save(tmp_path / "ck.pt")
+    assert load_checkpoint(path)["density"]["kind"] == "idem_md.cnf_density"  # weights_only load
+    back = IDEMSampler.load(path, device="cpu")
+    x = s.sample(4, progress=False).positions.double()
+    assert torch.allclose(back.density.log_prob(x), s.density.log_prob(x), atol=1e-6)
+
+
+def test_diverged_trajectories_are_dropped_and_counted(monkeypatch):
+    s = tiny_sampler("dw4")
+    real = s._generate
+
+    def some_diverge(n, steps=None, progress=False):
+        x = real(n, steps, progress)
+        x[::3] = float("nan")  # every third trajectory
+        return x
+
+    monkeypatch.setattr(s, "_generate", some_diverge)
+    with pytest.warns(UserWarning, match="3 of 9 reverse-SDE trajectories diverged and were dropped; 6 samples kept"):
+        out = s.sample(9, progress=False)
+    assert len(out) == 6 and out.metadata["n_diverged"] == 3 and torch.isfinite(out.energies).all()
+    with pytest.raises(FloatingPointError, match="3 of 9 .* more than max_failed_fraction=0.2"):
+        s.sample(9, progress=False, max_failed_fraction=0.2)
+    with pytest.warns(UserWarning, match="far too few"):
+        s.sample(2, steps=1, progress=False, max_failed_fraction=1.0)

@@ -40,6 +40,7 @@ Examples
 """
 
 from .mala import MALAResult, mala
+from .pipeline import CORRECTIONS, CorrectionOptions, corrected_samples
 from .relax import RelaxResult, relax
 from .smc import SMCResult, smc
 from .targets import BoltzmannTarget, GaussianProposal, Proposal, multinomial_resample
@@ -55,8 +56,7 @@ __all__ = [
     "RelaxResult",
     "relax",
     "multinomial_resample",
+    "CorrectionOptions",
+    "corrected_samples",
     "CORRECTIONS",
 ]
-
-#: Names accepted by ``idem-md sample --correct``.
-CORRECTIONS = ("none", "relax", "mala", "smc")
