@@ -249,7 +249,19 @@ def cmd_evaluate(args) -> int:
         reference = Samples.load(args.reference, n_particles=energy.n_particles, spatial_dim=energy.spatial_dim)
     elif energy.name == "gmm40":
         reference = energy.sample(max(len(samples), 1000))
-    report = evaluate(samples, energy, reference, n_batches=args.batches, batch_size=args.batch_size)
+    sampler = None
+    if args.run:
+        from .sampler import IDEMSampler
+
+        ckpt = Path(args.run) / RUN_CHECKPOINT
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--run {args.run}: no checkpoint there (expected {ckpt})")
+        sampler = IDEMSampler.load(ckpt, energy=energy)
+        if sampler.density is None:
+            _say(f"{args.run} has no density model: NLL/ESS come from the score's probability-flow ODE, a "
+                 "diagnostic (idem-md sample --correct smc fits and saves a density model)")
+    report = evaluate(samples, energy, reference, sampler=sampler, n_batches=args.batches, batch_size=args.batch_size,
+                      likelihood_samples=args.likelihood_samples)
     print(report.table())
     if args.json:
         _check_writable(args.json, args.overwrite)
@@ -378,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE", help=".xyz, .dcd or .npz")
     e.add_argument("--system", required=True)
     e.add_argument("--reference", metavar="FILE", help="reference samples (.xyz, .dcd, .npz)")
+    e.add_argument("--run", metavar="RUN_DIR", help="a trained run: adds NLL of the reference and importance ESS "
+                   "from its density model (or, without one, the score's probability-flow ODE as a diagnostic)")
+    e.add_argument("--likelihood-samples", type=int, default=1000, metavar="N",
+                   help="with --run: reference points for the NLL and model samples for the ESS (default 1000)")
     e.add_argument("--json", metavar="OUT", help="write the report as JSON")
     e.add_argument("--plots", metavar="DIR", help="write energy / distance histograms as PNG")
     e.add_argument("--batches", type=int, default=5, help="independent batches per metric (default 5)")

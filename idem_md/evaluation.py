@@ -25,7 +25,6 @@ True
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -56,8 +55,6 @@ __all__ = [
 ]
 
 _ENERGY_CHUNK = 4096  # configurations per energy call (bounds memory for LJ-55)
-_LOG_PROB_CHUNK = 256  # configurations per probability-flow ODE solve (exact divergence keeps B x dim graphs)
-from .dem.sde import EXACT_DIVERGENCE_MAX_DIM as _AUTO_EXACT_MAX_COORDINATES
 
 
 # ------------------------------------------------------------------------ report
@@ -85,9 +82,14 @@ class EvaluationReport:
         evaluations :func:`evaluate` itself made: missing energies, model
         samples for the ESS).
     likelihood : dict or None
-        ``nll``, ``nll_median``, ``nll_std_error``, ``n_nll``, ``ess``, ``n_ess``,
-        ``log_Z_estimate``, ``method``, ``convention``; None when no sampler
-        was given or ``likelihood=False``.
+        ``nll``, ``nll_median``, ``nll_std_error``, ``n_nll``, ``n_nll_failed``, ``ess``, ``n_ess``,
+        ``n_ess_failed``, ``log_Z_estimate``, ``model`` (``"density_model"``: the sampler's CNF,
+        or ``"score_probability_flow"`` when it has none), ``method``, ``convention``; None when
+        no sampler was given or ``likelihood=False``.
+    score_likelihood : dict or None
+        The same block for the probability-flow ODE of the score when the sampler also has a
+        density model and ``score_likelihood=True`` was asked for (a diagnostic: that ODE is
+        not a usable density, see docs/results.md).
     reweighted : dict or None
         Self-normalised importance-sampling estimates from the model samples:
         ``energy_mean`` (reweighted), ``raw_energy_mean``, ``ess``, ``n``,
@@ -105,6 +107,7 @@ class EvaluationReport:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     energy_evaluations: dict[str, Any] = field(default_factory=dict)
     likelihood: dict[str, Any] | None = None
+    score_likelihood: dict[str, Any] | None = None
     reweighted: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     label: str = "samples"
@@ -149,6 +152,10 @@ class EvaluationReport:
                 if self.likelihood.get("nll_median") is not None:
                     out.append(("nll_median", self.likelihood["nll_median"], None))
             out.append(("importance_ess", self.likelihood["ess"], None))
+        if self.score_likelihood is not None:
+            if self.score_likelihood.get("nll") is not None:
+                out.append(("score_pf_nll (diagnostic)", self.score_likelihood["nll"], None))
+            out.append(("score_pf_ess (diagnostic)", self.score_likelihood["ess"], None))
         if self.reweighted is not None:
             out.append(("reweighted_energy_mean", self.reweighted["energy_mean"], None))
         return out
@@ -253,6 +260,7 @@ def evaluate(
     seed: int = 0,
     likelihood: bool | None = None,
     likelihood_samples: int = 1000,
+    score_likelihood: bool = False,
     ode_steps: int = 200,
     divergence: str = "auto",
     geometric_max_samples: int | None = 200,
@@ -281,7 +289,13 @@ def evaluate(
     * mixtures with ``energy.means`` (GMM-40): ``mode_coverage`` on all samples
       (nearest-mean assignment, a mode counts with >= 1% of the samples).
 
-    With a ``sampler`` (and ``likelihood`` not False), the likelihood block:
+    With a ``sampler`` (and ``likelihood`` not False), the likelihood block. When the sampler
+    has a density model (:meth:`IDEMSampler.fit_density`, the iDEM paper's route) it gives
+    ``nll`` (:meth:`DensityModel.log_prob` of the reference samples, dopri5) and ``ess``
+    (importance weights of :meth:`DensityModel.sample_with_log_prob` draws); failed ODE solves
+    are counted (``n_nll_failed``, ``n_ess_failed``), never silently dropped. Without one, the
+    score's probability-flow ODE stands in (a diagnostic; with ``score_likelihood=True`` it is
+    computed beside the density model's block):
 
     * ``nll = -mean_i log q(x_i)`` over (up to ``likelihood_samples``)
       reference samples, where ``log q`` is :meth:`IDEMSampler.log_prob`: the
@@ -331,6 +345,8 @@ def evaluate(
         ``True`` without a sampler raises.
     likelihood_samples : int
         Reference samples for the NLL and model samples for the ESS.
+    score_likelihood : bool
+        Also compute the score's probability-flow block when the sampler has a density model.
     ode_steps : int
         Euler steps of the probability-flow ODE.
     divergence : {"auto", "exact", "hutchinson"}
@@ -390,8 +406,18 @@ def evaluate(
     report.energy_evaluations = _evaluations_spent(s, sampler)
 
     if likelihood:
-        report.likelihood, report.reweighted = _likelihood_block(
-            sampler, energy, r, likelihood_samples, ode_steps, divergence, seed, notes)
+        from .likelihood import density_likelihood_block, score_likelihood_block
+
+        if sampler.density is not None:
+            report.likelihood, report.reweighted = density_likelihood_block(
+                sampler.density, energy, r, likelihood_samples, seed, notes)
+        if sampler.density is None or score_likelihood:
+            block, reweighted = score_likelihood_block(sampler, energy, r, likelihood_samples, ode_steps, divergence,
+                                                       seed, notes)
+            if sampler.density is None:
+                report.likelihood, report.reweighted = block, reweighted
+            else:
+                report.score_likelihood = block
     report.energy_evaluations["spent_by_evaluate"] = spent.spent()
     return report
 
@@ -675,92 +701,6 @@ def _evaluations_spent(s: Samples, sampler: Any) -> dict[str, Any]:
         return {"total": int(sum(breakdown.values())), "breakdown": breakdown,
                 "source": "sampler.counters at the start of evaluate()"}
     return {"total": None, "breakdown": {}, "source": "unknown: samples carry no 'energy_evaluations' metadata"}
-
-
-# ------------------------------------------------------------------ likelihood
-def _divergence_label(divergence: str, dim: int) -> str:
-    exact = divergence == "exact" or (divergence == "auto" and dim <= _AUTO_EXACT_MAX_COORDINATES)
-    if exact:
-        return "exact divergence (one backward pass per coordinate)"
-    return "Hutchinson divergence estimate (one fixed Rademacher probe per sample, unbiased but noisy)"
-
-
-def _ode_t_min() -> float | None:
-    from .dem.sde import probability_flow_log_prob
-
-    default = inspect.signature(probability_flow_log_prob).parameters["t_min"].default
-    return None if default is inspect.Parameter.empty else float(default)
-
-
-def _method_string(sampler: Any, energy: Energy, steps: int, divergence: str) -> str:
-    t_min = _ode_t_min()
-    start = f"t = {t_min:g}" if t_min is not None else "t = 0"
-    space = (f"density on the {(energy.n_particles - 1) * energy.spatial_dim}-dimensional centre-of-mass-free "
-             "subspace (orthonormal coordinates)" if getattr(sampler, "mean_free", energy.is_particle_system)
-             else f"density on R^{energy.dim}")
-    return (f"probability-flow ODE of the trained score (IDEMSampler.log_prob), Euler, {steps} steps from {start} "
-            f"to t = 1 plus the prior's log density, {_divergence_label(divergence, energy.dim)}; {space}, "
-            "in the energy's reduced length units (coordinate_scale Jacobian included)")
-
-
-def _model_log_prob(sampler: Any, x: torch.Tensor, steps: int, divergence: str) -> np.ndarray:
-    out = [sampler.log_prob(c, steps=steps, divergence=divergence).detach().cpu().double()
-           for c in torch.split(x, _LOG_PROB_CHUNK)]
-    return torch.cat(out).numpy()
-
-
-def _finite_only(values: np.ndarray, what: str, notes: list[str]) -> np.ndarray:
-    ok = np.isfinite(values)
-    if not ok.all():
-        notes.append(f"{what}: {int((~ok).sum())} of {len(values)} log densities were not finite and were dropped")
-    return ok
-
-
-def _likelihood_block(sampler: Any, energy: Energy, r: Samples | None, n_points: int, steps: int,
-                      divergence: str, seed: int, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    rng = np.random.default_rng(seed)
-    method = _method_string(sampler, energy, steps, divergence)
-    dof = (energy.n_particles - 1) * energy.spatial_dim if getattr(sampler, "mean_free", False) else energy.dim
-    out: dict[str, Any] = {"nll": None, "nll_std_error": None, "n_nll": 0, "method": method,
-                           "convention": f"nats; log q is a density over {dof} coordinates in reduced length units; "
-                                         "NLL = -mean log q(x_ref) (no per-dimension normalisation)"}
-    if r is not None:
-        idx = np.arange(len(r)) if len(r) <= n_points else np.sort(rng.choice(len(r), n_points, replace=False))
-        if len(idx) < len(r):
-            notes.append(f"NLL on a random subset of {len(idx)} of the {len(r)} reference samples")
-        lq = _model_log_prob(sampler, r.positions[torch.as_tensor(idx)].float(), steps, divergence)
-        ok = _finite_only(lq, "NLL", notes)
-        if ok.any():
-            v = lq[ok]
-            # The mean is what the paper reports; the median shows the bulk when a few reference points
-            # fall where the model has (almost) no mass, e.g. in a missed mode.
-            out.update(nll=float(-v.mean()), n_nll=int(ok.sum()), nll_median=float(-np.median(v)),
-                       nll_std_error=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
-    else:
-        notes.append("no reference: NLL not computed (ESS and reweighting use model samples only)")
-
-    # ESS needs samples *from* q: draw them from the probability-flow ODE with log q accumulated
-    # along the same trajectories (reverse-SDE samples follow another density when the score is imperfect).
-    model, lq_t = sampler.sample_with_log_prob(n_points, steps=steps, divergence=divergence)
-    e = model.energies.detach().cpu().double().numpy()
-    lq = lq_t.detach().cpu().double().numpy()
-    ok = _finite_only(lq, "ESS", notes) & np.isfinite(e)
-    if not ok.any():
-        notes.append("ESS not computed: no model sample had a finite log q and energy")
-        out.update(ess=None, n_ess=0, log_Z_estimate=None)
-        return out, None
-    summary = importance_sampling_summary(-e[ok] / energy.kT, lq[ok], values=e[ok])
-    out.update(ess=summary["ess"], n_ess=int(ok.sum()), log_Z_estimate=summary["log_Z"])
-    reweighted = {
-        "energy_mean": summary["reweighted_mean"],
-        "raw_energy_mean": float(e[ok].mean()),
-        "ess": summary["ess"],
-        "n": int(ok.sum()),
-        "definition": "self-normalised importance-sampling estimate sum_i w_i E(x_i) over samples x_i ~ q of the "
-                      "probability-flow ODE model, w_i proportional to exp(-E(x_i)/kT) / q(x_i), q accumulated "
-                      "along each sample's trajectory; raw_energy_mean is their unweighted mean",
-    }
-    return out, reweighted
 
 
 def _share_cross_metrics(rep_idem: EvaluationReport, rep_md: EvaluationReport, labels: tuple[str, str]) -> None:

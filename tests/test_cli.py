@@ -190,6 +190,11 @@ def test_sample_correct_writes_corrected_samples_with_their_figures(method, trai
         assert len(info["log_weights"]) == len(got) and math.isfinite(info["log_Z"]) and info["beta_schedule"][-1] == 1
         assert main([*args, "--overwrite"]) == 0
         assert "fitting" not in capsys.readouterr().err  # the saved density model is reused
+        rep = tmp_path / "rep.json"
+        assert main(["evaluate", str(out), "--system", "dw4", "--reference", str(out), "--run", str(run), "--json",
+                     str(rep), "--likelihood-samples", "4", "--batches", "1", "--batch-size", "8"]) == 0
+        assert "| importance_ess |" in capsys.readouterr().out
+        assert json.loads(rep.read_text())["likelihood"]["model"] == "density_model"
 
 
 # ---------------------------------------------------------------- md

@@ -349,3 +349,22 @@ def test_radial_distribution_periodic_uses_mdtraj_and_errors():
         radial_distribution(base, n_bins=0)
     with pytest.raises(ValueError, match="n_particles"):
         to_trajectory(np.zeros((2, 6)))
+
+
+def test_density_model_is_the_likelihood_when_the_sampler_has_one(tiny_dw4_sampler):
+    import copy
+
+    s = copy.deepcopy(tiny_dw4_sampler)
+    s.fit_density(48, config=dict(hidden_dim=8, n_layers=1, steps=5), progress=False)
+    ref = _dw4_configs(10, seed=2)
+    rep = evaluate(ref, s.energy, ref, sampler=s, n_batches=1, batch_size=10, likelihood_samples=10,
+                   score_likelihood=True, ode_steps=3, geometric_max_samples=5)
+    lik = rep.likelihood
+    assert lik["model"] == "density_model" and "flow matching" in lik["method"] and "dopri5" in lik["method"]
+    expected = -s.density.log_prob(torch.as_tensor(ref)).mean()
+    assert lik["nll"] == pytest.approx(float(expected), abs=1e-4)  # the same density, no other transformation
+    assert lik["n_nll"] + lik["n_nll_failed"] == 10 and lik["n_ess"] + lik["n_ess_failed"] == 10
+    assert rep.score_likelihood["model"] == "score_probability_flow" and "diagnostic" in rep.score_likelihood["method"]
+    assert "score_pf_nll (diagnostic)" in rep.table()
+    assert rep.energy_evaluations["spent_by_evaluate"] >= 10 + 10  # reference energies + the density's ESS draws
+    assert EvaluationReport.from_json(rep.to_json()) == rep
