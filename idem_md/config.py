@@ -56,6 +56,9 @@ class IDEMConfig:
     # Network
     network: str = "e3nn"
     network_options: dict[str, Any] = field(default_factory=dict)
+    # None: the network is the score. A float sigma_d (working units): the score is the Gaussian skip
+    # -x/(sigma_d^2 + h) plus the network scaled by (sigma_d^2/(sigma_d^2 + h))^2 (idem_md.nn.skip)
+    gaussian_skip_sigma: float | None = None
     # Run control
     seed: int = 0
     energy_budget: int | None = None  # stop once the estimator has spent this many energy evaluations
@@ -97,6 +100,8 @@ class IDEMConfig:
         _check_float("diffusion_scale", self.diffusion_scale, positive=False)
         if self.score_clip is not None:
             _check_float("score_clip", self.score_clip, positive=True)
+        if self.gaussian_skip_sigma is not None:
+            _check_float("gaussian_skip_sigma", self.gaussian_skip_sigma, positive=True)
         if not self.sigma_min < self.sigma_max:
             raise ValueError(f"sigma_min ({self.sigma_min}) must be < sigma_max ({self.sigma_max})")
         if self.loss_weighting not in _LOSS_WEIGHTINGS:

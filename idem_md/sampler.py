@@ -135,6 +135,10 @@ class IDEMSampler:
 
                 network = build_score_network(config.network, energy.n_particles, energy.spatial_dim,
                                               **config.network_options)
+                if config.gaussian_skip_sigma is not None:
+                    from .nn.skip import GaussianSkipScore
+
+                    network = GaussianSkipScore(network, self.schedule, config.gaussian_skip_sigma)
         self.network = network.to(self.device)
         self.dist = DistContext.detect()
         self._train_module = self.network

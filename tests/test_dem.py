@@ -253,3 +253,47 @@ def test_probability_flow_likelihood_with_the_exact_gmm40_score_is_a_usable_dens
                                                                dtype=torch.float64), sched, steps=200)
     lw = -gmm.energy(y0.reshape(500, 2) * scale) - (lq - 2 * math.log(scale))
     assert effective_sample_size(lw) > 0.75
+
+
+def test_jacobian_bound_holds_for_the_exact_noised_score_and_catches_an_over_contracting_field():
+    from idem_md.dem.diagnostics import jacobian_bound_violation
+
+    gmm = get_energy("gmm40")
+    sched = GeometricNoiseSchedule(0.1, 50.0)  # reduced units
+    g = torch.Generator().manual_seed(0)
+    for t in (0.3, 0.7, 1.0):
+        h = float(sched.h(torch.tensor(t)))
+        x = (gmm.sample(64, generator=g) + h**0.5 * torch.randn(64, 2, generator=g)).double()[:, None, :]
+
+        def exact(y, tt):
+            return gmm.noised_score(y.reshape(len(y), 2), sched.h(tt).to(y)).reshape(len(y), 1, 2)
+
+        good = jacobian_bound_violation(exact, x, t, sched)
+        assert good.violation_fraction == 0.0 and good.median_min_eigenvalue >= good.bound
+        bad = jacobian_bound_violation(lambda y, tt: -2.0 * y / sched.h(tt).to(y)[:, None, None], x, t, sched)
+        assert bad.violation_fraction == 1.0 and bad.median_min_eigenvalue == pytest.approx(2 * bad.bound)
+
+
+def test_gaussian_skip_score_has_the_gaussian_limit_and_respects_the_bound_at_large_t():
+    from idem_md.dem.diagnostics import jacobian_bound_violation
+    from idem_md.nn.skip import GaussianSkipScore
+
+    sched = GeometricNoiseSchedule(1e-3, 3.0)
+
+    def inner(y, tt):  # contracts at rate 0.5: as a bare score it breaks the bound -1/h(1) = -0.11
+        return -0.5 * y + torch.sin(y)
+
+    module = torch.nn.Module()
+    module.forward = inner
+    net = GaussianSkipScore(module, sched, sigma_data=0.5)
+    x = remove_mean(3.0 * torch.randn(32, 4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    t1 = torch.ones(32, dtype=torch.float64)
+    var = 0.25 + float(sched.h(torch.tensor(1.0, dtype=torch.float64)))
+    assert torch.allclose(net(x, t1), -x / var + (0.25 / var) ** 2 * inner(x, t1))
+    assert jacobian_bound_violation(inner, x, 1.0, sched, mean_free=True).violation_fraction > 0.9
+    skip = jacobian_bound_violation(net, x, 1.0, sched, mean_free=True)
+    assert skip.violation_fraction == 0.0 and skip.median_min_eigenvalue > skip.bound
+    small = net(x, torch.full((32,), 1e-3, dtype=torch.float64))  # small t: the network's own correction
+    assert torch.allclose(small, -x / (0.25 + float(sched.h(torch.tensor(1e-3)))) + inner(x, t1), atol=1e-3)
+    with pytest.raises(ValueError, match="sigma_data"):
+        GaussianSkipScore(module, sched, 0.0)

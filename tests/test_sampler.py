@@ -245,3 +245,14 @@ def test_diverged_trajectories_are_dropped_and_counted(monkeypatch):
         s.sample(9, progress=False, max_failed_fraction=0.2)
     with pytest.warns(UserWarning, match="far too few"):
         s.sample(2, steps=1, progress=False, max_failed_fraction=1.0)
+
+
+def test_gaussian_skip_parametrisation_trains_and_round_trips(tmp_path):
+    s = tiny_sampler("dw4", gaussian_skip_sigma=1.2)
+    assert type(s.network).__name__ == "GaussianSkipScore"
+    s.fit(progress=False)
+    back = IDEMSampler.load(s.save(tmp_path / "ck.pt"), device="cpu")
+    x, t = torch.randn(3, 4, 2), torch.tensor([0.1, 0.5, 1.0])
+    assert torch.allclose(back.score(x, t), s.score(x, t))
+    with pytest.raises(ValueError, match="gaussian_skip_sigma"):
+        IDEMConfig(gaussian_skip_sigma=-1.0)
