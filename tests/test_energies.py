@@ -193,3 +193,20 @@ def test_gmm_noised_score_is_the_score_of_the_broadened_mixture():
     torch.testing.assert_close(gmm.noised_score(x, per_row), gmm.noised_score(x, h))
     with pytest.raises(ValueError, match="x must have shape"):
         gmm.noised_score(x[:, :1], h)
+
+
+def test_registry_finds_what_it_registered_and_every_factory_takes_kT():
+    from idem_md.energies.registry import register_energy
+
+    register_energy("my_dw", lambda **kw: get_energy("dw4", **kw))
+    for name in ("my_dw", "MY-DW", "mydw"):
+        assert get_energy(name).n_particles == 4
+    for name in ("gmm40", "dw4", "lj13", "lj55", "lj7", "dw8", "my_dw"):
+        assert get_energy(name, kT=2.0).kT == 2.0
+    gmm2 = get_energy("gmm40", kT=2.0)
+    x = torch.randn(5, 2)
+    assert torch.allclose(gmm2.log_prob(x), get_energy("gmm40").log_prob(x))  # E = -kT log p: same density
+    with pytest.raises(TypeError, match="factory must be callable"):
+        register_energy("x", 3)
+    with pytest.raises(TypeError, match="non-empty str"):
+        register_energy("-_", lambda **kw: None)

@@ -60,9 +60,9 @@ class GaussianMixture(Energy):
         self.std = float(std)
 
     @classmethod
-    def gmm40(cls) -> "GaussianMixture":
-        """The iDEM GMM-40 benchmark."""
-        return cls(gmm40_means(), std=F.softplus(torch.tensor(1.0)).item(), name="gmm40")
+    def gmm40(cls, kT: float = 1.0) -> "GaussianMixture":
+        """The iDEM GMM-40 benchmark; its energy is ``-kT log p(x)``, so ``exp(-E/kT)`` is the mixture at any ``kT``."""
+        return cls(gmm40_means(), std=F.softplus(torch.tensor(1.0)).item(), kT=kT, name="gmm40")
 
     @property
     def is_particle_system(self) -> bool:

@@ -13,7 +13,7 @@ from .lennard_jones import LennardJonesCluster
 __all__ = ["get_energy", "register_energy", "available_energies"]
 
 _REGISTRY: dict[str, Callable[..., Energy]] = {
-    "gmm40": lambda **kw: GaussianMixture.gmm40() if not kw else GaussianMixture(**kw),
+    "gmm40": lambda **kw: GaussianMixture.gmm40(**kw),
     "dw4": lambda **kw: MultiDoubleWell(4, 2, **kw),
     "lj13": lambda **kw: LennardJonesCluster(13, 3, **kw),
     "lj55": lambda **kw: LennardJonesCluster(55, 3, **kw),
@@ -30,11 +30,24 @@ def available_energies() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _normalise(name: str) -> str:
+    """The registry key of a name: lower case without ``-`` and ``_`` (``"LJ-13"`` -> ``"lj13"``)."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
 def register_energy(name: str, factory: Callable[..., Energy]) -> None:
-    """Register ``factory(**kwargs) -> Energy`` under ``name`` (lower case)."""
+    """Register ``factory(**kwargs) -> Energy`` under ``name``; looked up like every name (case, ``-`` and ``_``
+    ignored), so ``register_energy("my_dw", f)`` is found by ``get_energy("my_dw")`` and ``get_energy("MY-DW")``.
+
+    >>> register_energy("my_gmm", lambda **kw: get_energy("gmm40", **kw))
+    >>> get_energy("my_gmm", kT=2.0).kT
+    2.0
+    """
+    if not isinstance(name, str) or not _normalise(name):
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
     if not callable(factory):
-        raise TypeError("factory must be callable")
-    _REGISTRY[name.lower()] = factory
+        raise TypeError(f"factory must be callable (**kwargs) -> Energy, got {type(factory).__name__}")
+    _REGISTRY[_normalise(name)] = factory
 
 
 def get_energy(name: str, **kwargs) -> Energy:
@@ -56,7 +69,7 @@ def get_energy(name: str, **kwargs) -> Energy:
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, one of {available_energies()}, got {type(name).__name__}")
-    key = name.lower().replace("-", "").replace("_", "")
+    key = _normalise(name)
     if key in _REGISTRY:
         energy = _REGISTRY[key](**kwargs)
     else:
