@@ -136,10 +136,11 @@ def cmd_train(args) -> int:
 
     try:
         sampler.fit(checkpoint_path=ckpt, callbacks=[log_record], progress=not args.quiet)
-    except KeyboardInterrupt:
-        _say(f"interrupted: checkpoint saved at {ckpt} (outer iteration {sampler.outer_iteration}, "
+    except (KeyboardInterrupt, SystemExit) as exc:  # SIGINT / SIGTERM: fit() saved the checkpoint first
+        what = "terminated (SIGTERM)" if isinstance(exc, SystemExit) else "interrupted"
+        _say(f"{what}: checkpoint saved at {ckpt} (outer iteration {sampler.outer_iteration}, "
              f"inner step {sampler.inner_step}); run the same command to resume")
-        return 130
+        return 143 if isinstance(exc, SystemExit) else 130
     if sampler.dist.is_main:
         from .plots import save_figure, training_curves
 

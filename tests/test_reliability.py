@@ -250,8 +250,8 @@ def test_signal_saves_mid_iteration_and_same_command_resumes(sig, exit_code, tmp
         stop(proc)
     assert proc.returncode == exit_code, err[-3000:]
     assert "Traceback" not in err
-    if sig == signal.SIGINT:
-        assert "interrupted: checkpoint saved" in err
+    said = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
+    assert f"{said}: checkpoint saved at {ckpt}" in err and "run the same command to resume" in err
     # Saved at the signal, at the next inner-step boundary of the unfinished iteration.
     payload = load_checkpoint(ckpt)
     assert payload["outer_iteration"] == first["outer_iteration"] == 1
