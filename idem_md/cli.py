@@ -98,7 +98,6 @@ def cmd_train(args) -> int:
     from .config import preset
     from .distributed import DistContext, init_distributed_from_env
     from .energies import get_energy
-    from .sampler import IDEMSampler
 
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc)
@@ -109,6 +108,18 @@ def cmd_train(args) -> int:
     energy = get_energy(args.system)
     config = preset(energy.name, particle_system=energy.is_particle_system, **_training_overrides(args))
     run = Path(args.out)
+    if DistContext.detect().is_main:
+        from .runlock import RunLock
+
+        with RunLock(run):
+            return _train(args, energy, config, run, device)
+    return _train(args, energy, config, run, device)
+
+
+def _train(args, energy, config, run: Path, device) -> int:
+    from .distributed import DistContext
+    from .sampler import IDEMSampler
+
     ckpt = run / RUN_CHECKPOINT
     if ckpt.exists():
         sampler = IDEMSampler.load(ckpt, energy=energy, device=device)
@@ -132,7 +143,7 @@ def cmd_train(args) -> int:
     def log_record(s, record):
         if s.dist.is_main:
             with log_path.open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write(json.dumps({**record, "pid": os.getpid()}) + "\n")
 
     try:
         sampler.fit(checkpoint_path=ckpt, callbacks=[log_record], progress=not args.quiet)
@@ -417,12 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .energies.base import EnergyEvaluationError
+    from .runlock import RunLockedError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError,
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError, RunLockedError,
             NotImplementedError, EnergyEvaluationError, FloatingPointError, IsADirectoryError,
             PermissionError) as exc:
         print(f"idem-md {args.command}: error: {exc}", file=sys.stderr)

@@ -553,3 +553,23 @@ def test_loaded_checkpoint_samples_deterministically(tmp_path):
     expected = s.sample(5, progress=False).positions
     for _ in range(2):
         assert torch.equal(IDEMSampler.load(path, device="cpu").sample(5, progress=False).positions, expected)
+
+
+# ---------------------------------------------------------------- run lock
+def test_a_second_train_on_a_live_run_exits_2_naming_the_holder_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    import socket
+
+    from idem_md.runlock import LOCK_NAME, RunLock
+
+    run = tmp_path / "run"
+    with RunLock(run):  # this process holds the run
+        assert main(train_args(run, 1)) == 2
+        assert f"is in use by process {os.getpid()}" in capsys.readouterr().err
+    assert not (run / LOCK_NAME).exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    assert main(train_args(run, 1)) == 0  # the dead process's lock is taken over
+    assert not (run / LOCK_NAME).exists()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["pid"] for r in records] == [os.getpid()]
