@@ -157,7 +157,7 @@ class _Tempered:
 def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
         samples: tuple[torch.Tensor, torch.Tensor] | None = None, mcmc_steps: int = 10, final_mcmc_steps: int | None = None,
         cess_target: float = 0.9, ess_threshold: float = 0.5, anneal: bool = True, resample_final: bool = True,
-        target_accept: float = 0.6, max_stages: int = 1000,
+        target_accept: float = 0.6, adapt_every: int = 5, max_stages: int = 1000,
         generator: torch.Generator | None = None, progress: bool = False) -> SMCResult:
     r"""Annealed SMC from the proposal ``q`` to ``p ~ exp(-E/kT)``, with log Z.
 
@@ -181,8 +181,10 @@ def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
     mcmc_steps : int
         MALA steps per stage (0: importance sampling and resampling only).
     final_mcmc_steps : int, optional
-        Extra MALA steps at ``beta = 1`` (default ``mcmc_steps``), in blocks of ``mcmc_steps``
-        with step-size adaptation between blocks.
+        MALA steps at ``beta = 1`` (default ``mcmc_steps``).
+    adapt_every : int
+        Moves run in blocks of this many steps; the population's step size is adapted between
+        blocks from their mean acceptance (never within one).
     anneal : bool
         False: a single stage straight to ``beta = 1`` (importance resampling, then moves).
     resample_final : bool
@@ -193,6 +195,8 @@ def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
     for name, v in (("mcmc_steps", mcmc_steps), ("max_stages", max_stages)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    if isinstance(adapt_every, bool) or not isinstance(adapt_every, int) or adapt_every < 1:
+        raise ValueError(f"adapt_every must be a positive int, got {adapt_every!r}")
     if not 0 < cess_target < 1:
         raise ValueError(f"cess_target must be in (0, 1), got {cess_target!r}")
     if not 0 <= ess_threshold <= 1:
@@ -251,8 +255,8 @@ def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
         if steps and beta < 1.0 and not have_grad_q:  # first moves at beta < 1: grad log q at the particles
             aux[:, 2 + x[0].numel():] = dens.proposal_terms(x)[1].flatten(1)
             have_grad_q = True
-        for block in range(math.ceil(steps / max(mcmc_steps, 1)) if steps else 0):
-            res = mala(dens, x, n_steps=min(mcmc_steps, steps - block * mcmc_steps), step_size=eps,
+        for block in range(math.ceil(steps / adapt_every) if steps else 0):
+            res = mala(dens, x, n_steps=min(adapt_every, steps - block * adapt_every), step_size=eps,
                        mean_free=target.mean_free, generator=generator, state=dens.state(aux, x.shape),
                        target_accept=target_accept)
             x, aux = res.positions, res.aux
