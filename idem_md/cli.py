@@ -91,6 +91,10 @@ def _training_overrides(args) -> dict[str, Any]:
         overrides["outer_iterations"] = args.outer_iterations
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.energy_budget is not None:
+        if not (args.energy_budget >= 1 and float(args.energy_budget).is_integer()):
+            raise CLIError(f"--energy-budget must be a positive whole number of evaluations, got {args.energy_budget!r}")
+        overrides["energy_budget"] = int(args.energy_budget)
     return overrides
 
 
@@ -351,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--outer-iterations", type=int, metavar="N", help="total outer iterations to reach")
     t.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     t.add_argument("--seed", type=int, metavar="S")
+    t.add_argument("--energy-budget", type=float, metavar="N", help="stop training once the DEM estimator has spent "
+                   "N energy evaluations (e.g. 2e8); the run's other evaluations are counted beside it")
     t.add_argument("--nproc", type=int, metavar="N", help="launch N local processes with torchrun (gloo on CPU)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

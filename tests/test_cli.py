@@ -248,3 +248,15 @@ def test_demo_fast_writes_what_it_says(tmp_path, capsys):
     assert {"idem", "md", "wall_time_s"} <= set(report)
     assert main(["demo", "--fast", "--out", str(out), "--quiet"]) == 2  # not empty: refused
     assert "pass --overwrite" in error_line(capsys, "demo")
+
+
+def test_train_energy_budget_ends_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    step = 8 * 16  # batch * K evaluations per inner step; 2 inner steps per outer iteration
+    assert train(run, 50, "--energy-budget", "6.4e2") == 0  # 640 = 5 inner steps
+    payload = load_checkpoint(run / "checkpoint.pt")
+    assert payload["config"]["energy_budget"] == 640
+    assert payload["counters"]["estimator"] == 5 * step and payload["outer_iteration"] == 3  # 2 + 2 + 1 steps
+    capsys.readouterr()
+    assert train(tmp_path / "r2", 1, "--energy-budget", "-3") == 2
+    assert "--energy-budget must be a positive whole number" in error_line(capsys, "train")
