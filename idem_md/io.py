@@ -390,7 +390,11 @@ class Samples:
         ----------
         path : str or PathLike
             ``*.npz``, ``*.xyz`` or ``*.dcd`` (needs ``<stem>.pdb`` beside it;
-            ``<stem>.json``, when present, restores energies and metadata).
+            ``<stem>.json``, when present, restores energies and metadata); or a plain
+            position array, ``*.npy`` or an ``*.npz`` with a ``positions`` array (or a single
+            array), of shape ``(N, n*d)`` (particle-major rows, like the reference splits) or
+            ``(N, n, d)``, in the energy's length unit: then ``n_particles`` and
+            ``spatial_dim`` are required and no energies are read.
         n_particles : int, optional
             Expected particle count; a file holding another count raises
             :class:`ValueError`.
@@ -408,13 +412,15 @@ class Samples:
             than the one asked for.
         """
         path = Path(path)
-        suffix = _suffix(path)
+        suffix = ".npy" if path.suffix.lower() == ".npy" else _suffix(path)
         for name, v in (("n_particles", n_particles), ("spatial_dim", spatial_dim)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {v!r}")
         if not path.is_file():
             raise FileNotFoundError(f"no such sample file: {path}")
-        if suffix == ".npz":
+        if suffix == ".npy" or (suffix == ".npz" and not _is_idem_npz(path)):
+            samples = _read_position_array(path, n_particles, spatial_dim)
+        elif suffix == ".npz":
             samples = _read_npz(path)
         elif suffix == ".xyz":
             samples = _read_xyz(path, spatial_dim)
@@ -440,6 +446,37 @@ class Samples:
 
 
 # -------------------------------------------------------------------- readers
+def _is_idem_npz(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return "format_version" in data.files
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return True  # let _read_npz report what is wrong with it
+
+
+def _read_position_array(path: Path, n_particles: int | None, spatial_dim: int | None) -> Samples:
+    """A plain ``.npy`` / ``.npz`` array of positions (the reference splits' format)."""
+    if n_particles is None or spatial_dim is None:
+        raise ValueError(f"{path} is a plain position array: pass n_particles and spatial_dim "
+                         "(on the command line: --system)")
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                names = data.files
+                if "positions" not in names and len(names) != 1:
+                    raise ValueError(f"expected a 'positions' array or a single array, found {sorted(names)}")
+                array = np.array(data["positions" if "positions" in names else names[0]])
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable position array: {err}") from err
+    try:
+        return Samples.from_array(array, n_particles, spatial_dim,
+                                  metadata={"source": f"position array {path.name}"})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
 def _read_npz(path: Path) -> Samples:
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -342,3 +342,21 @@ def test_xyz_cut_at_frame_boundary_is_detected(tmp_path: Path):
     path.write_text("".join(lines[: 3 * (4 + 2)]))  # first 3 whole frames of 4 atoms
     with pytest.raises(ValueError, match="lists 5 frames but 3 were read"):
         Samples.load(path)
+
+
+def test_plain_position_arrays_load_as_npy_and_npz(tmp_path):
+    x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)  # DW-4 rows, particle-major
+    np.save(tmp_path / "a.npy", x)
+    np.savez(tmp_path / "b.npz", positions=x.reshape(6, 4, 2))
+    np.savez(tmp_path / "c.npz", x)
+    for name in ("a.npy", "b.npz", "c.npz"):
+        s = Samples.load(tmp_path / name, n_particles=4, spatial_dim=2)
+        assert s.positions.shape == (6, 4, 2) and s.energies is None
+        assert np.array_equal(s.positions.numpy(), x.reshape(6, 4, 2))
+    with pytest.raises(ValueError, match="pass n_particles and spatial_dim"):
+        Samples.load(tmp_path / "a.npy")
+    with pytest.raises(ValueError, match=r"must have shape \(N, 39\)"):
+        Samples.load(tmp_path / "a.npy", n_particles=13, spatial_dim=3)
+    np.savez(tmp_path / "d.npz", a=x, b=x)
+    with pytest.raises(ValueError, match="expected a 'positions' array or a single array"):
+        Samples.load(tmp_path / "d.npz", n_particles=4, spatial_dim=2)
