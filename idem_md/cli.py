@@ -277,7 +277,7 @@ def cmd_evaluate(args) -> int:
             _say(f"{args.run} has no density model: NLL/ESS come from the score's probability-flow ODE, a "
                  "diagnostic (idem-md sample --correct smc fits and saves a density model)")
     report = evaluate(samples, energy, reference, sampler=sampler, n_batches=args.batches, batch_size=args.batch_size,
-                      likelihood_samples=args.likelihood_samples)
+                      likelihood_samples=args.likelihood_samples, trust_stored_energies=args.stored_energies)
     print(report.table())
     if args.json:
         _check_writable(args.json, args.overwrite)
@@ -412,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "from its density model (or, without one, the score's probability-flow ODE as a diagnostic)")
     e.add_argument("--likelihood-samples", type=int, default=1000, metavar="N",
                    help="with --run: reference points for the NLL and model samples for the ESS (default 1000)")
+    e.add_argument("--stored-energies", action="store_true", help="use the energies stored in the files instead of "
+                   "recomputing them (default: recompute, and warn where stored ones disagree)")
     e.add_argument("--json", metavar="OUT", help="write the report as JSON")
     e.add_argument("--plots", metavar="DIR", help="write energy / distance histograms as PNG")
     e.add_argument("--batches", type=int, default=5, help="independent batches per metric (default 5)")

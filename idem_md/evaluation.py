@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -261,6 +262,7 @@ def evaluate(
     likelihood: bool | None = None,
     likelihood_samples: int = 1000,
     score_likelihood: bool = False,
+    trust_stored_energies: bool = False,
     ode_steps: int = 200,
     divergence: str = "auto",
     geometric_max_samples: int | None = 200,
@@ -347,6 +349,9 @@ def evaluate(
         Reference samples for the NLL and model samples for the ESS.
     score_likelihood : bool
         Also compute the score's probability-flow block when the sampler has a density model.
+    trust_stored_energies : bool
+        Use the energies the sets carry instead of recomputing them (default: recompute, and note
+        and warn about stored energies that disagree, e.g. an edited file).
     ode_steps : int
         Euler steps of the probability-flow ODE.
     divergence : {"auto", "exact", "hutchinson"}
@@ -391,8 +396,8 @@ def evaluate(
     _note_system_mismatch(s, energy, "samples", notes)
     if r is not None:
         _note_system_mismatch(r, energy, "reference", notes)
-    e_s = _energies_of(s, energy, "samples", notes)
-    e_r = _energies_of(r, energy, "reference", notes) if r is not None else None
+    e_s = _energies_of(s, energy, "samples", notes, trust_stored_energies)
+    e_r = _energies_of(r, energy, "reference", notes, trust_stored_energies) if r is not None else None
 
     report = EvaluationReport(system=energy.name, n_samples=len(s), n_reference=None if r is None else len(r),
                               label=str(label), notes=notes)
@@ -569,12 +574,24 @@ def _compute_energies(x: torch.Tensor, energy: Energy) -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
-def _energies_of(s: Samples, energy: Energy, name: str, notes: list[str]) -> np.ndarray:
-    """``(N,)`` float64 energies: the ones held, else computed (and noted)."""
-    if s.energies is not None:
-        return s.energies.detach().cpu().double().numpy()
-    notes.append(f"{name} carried no energies: computed with {energy.name} ({len(s)} evaluations)")
-    return _compute_energies(s.positions, energy)
+def _energies_of(s: Samples, energy: Energy, name: str, notes: list[str], trust_stored: bool = False) -> np.ndarray:
+    """``(N,)`` float64 energies, recomputed with ``energy`` unless ``trust_stored`` (then the ones held,
+    if any). Stored energies that disagree with the recomputed ones are reported in ``notes`` and warned about."""
+    held = None if s.energies is None else s.energies.detach().cpu().double().numpy()
+    if held is not None and trust_stored:
+        return held
+    e = _compute_energies(s.positions, energy)
+    if held is None:
+        notes.append(f"{name} carried no energies: computed with {energy.name} ({len(s)} evaluations)")
+        return e
+    both = np.isfinite(e) & np.isfinite(held)
+    bad = ~both | (np.abs(e - held) > 1e-4 * np.maximum(1.0, np.abs(e)))
+    if bad.any():
+        msg = (f"{name}: {int(bad.sum())} of {len(s)} stored energies disagree with {energy.name}'s "
+               f"(largest difference {float(np.nanmax(np.abs(e - held))):.3g}); the recomputed energies are used")
+        notes.append(msg)
+        warnings.warn(msg, stacklevel=3)
+    return e
 
 
 def _with_energies(s: Samples, energy: Energy) -> Samples:

@@ -153,8 +153,8 @@ def test_likelihood_and_ess_with_a_tiny_sampler(tiny_dw4_sampler):
     assert rw["ess"] == lik["ess"] and math.isfinite(rw["energy_mean"]) and math.isfinite(rw["raw_energy_mean"])
     assert rep.energy_evaluations["source"] == "samples.metadata['energy_evaluations']"
     assert rep.energy_evaluations["breakdown"] == before  # the counters when the samples were drawn
-    # evaluate's own cost: 20 reference energies + 12 model samples for the ESS
-    assert rep.energy_evaluations["spent_by_evaluate"] == 20 + 12
+    # evaluate's own cost: the 16 samples' energies (recomputed), 20 reference energies, 12 model samples for the ESS
+    assert rep.energy_evaluations["spent_by_evaluate"] == 16 + 20 + 12
     assert s.counters["evaluation"] == before["evaluation"] + 12
     assert "| nll |" in rep.table() and "| importance_ess |" in rep.table()
     assert EvaluationReport.from_json(rep.to_json()) == rep
@@ -368,3 +368,15 @@ def test_density_model_is_the_likelihood_when_the_sampler_has_one(tiny_dw4_sampl
     assert "score_pf_nll (diagnostic)" in rep.table()
     assert rep.energy_evaluations["spent_by_evaluate"] >= 10 + 10  # reference energies + the density's ESS draws
     assert EvaluationReport.from_json(rep.to_json()) == rep
+
+
+def test_stored_energies_are_recomputed_and_an_edited_one_is_reported():
+    gmm, a, b = _gmm_sets(200)
+    e = gmm.energy(torch.as_tensor(a).reshape(200, 2)).clone()
+    e[3] = 1e6  # an edited file
+    edited = Samples(torch.as_tensor(a).reshape(200, 1, 2), e)
+    with pytest.warns(UserWarning, match="1 of 200 stored energies disagree"):
+        rep = evaluate(edited, gmm, b, n_batches=1, batch_size=100)
+    assert rep.metrics["energy_mean"]["mean"] < 100 and any("disagree" in n for n in rep.notes)
+    trusted = evaluate(edited, gmm, b, n_batches=1, batch_size=100, trust_stored_energies=True)
+    assert trusted.metrics["energy_mean"]["mean"] > 1000  # what the flag asks for: the file's numbers
