@@ -63,6 +63,7 @@ class IDEMConfig:
     seed: int = 0
     energy_budget: int | None = None  # stop once the estimator has spent this many energy evaluations
     checkpoint_every: int = 10  # outer iterations between checkpoints (when fit() has a checkpoint path)
+    checkpoint_every_s: float | None = 300.0  # and at the first inner-step boundary after this many seconds
     sample_batch_size: int = 1000  # reverse-SDE batch when sampling
 
     def __post_init__(self) -> None:
@@ -100,6 +101,8 @@ class IDEMConfig:
         _check_float("diffusion_scale", self.diffusion_scale, positive=False)
         if self.score_clip is not None:
             _check_float("score_clip", self.score_clip, positive=True)
+        if self.checkpoint_every_s is not None:
+            _check_float("checkpoint_every_s", self.checkpoint_every_s, positive=True)
         if self.gaussian_skip_sigma is not None:
             _check_float("gaussian_skip_sigma", self.gaussian_skip_sigma, positive=True)
         if not self.sigma_min < self.sigma_max:

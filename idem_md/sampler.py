@@ -183,8 +183,10 @@ class IDEMSampler:
         progress : bool
             Show a tqdm progress bar with loss and energy evaluations.
         checkpoint_path : path, optional
-            Save here every ``config.checkpoint_every`` outer iterations, at the end, and when
-            SIGINT or SIGTERM arrives (then KeyboardInterrupt / SystemExit is raised after saving).
+            Save here every ``config.checkpoint_every`` outer iterations, at the first inner-step
+            boundary after ``config.checkpoint_every_s`` seconds without a save (so a hard kill loses
+            at most about that much work), at the end, and when SIGINT or SIGTERM arrives (then
+            KeyboardInterrupt / SystemExit is raised after saving).
 
         Returns
         -------
@@ -202,6 +204,7 @@ class IDEMSampler:
         step_cost = cfg.batch_size * cfg.num_mc_samples  # global, all ranks
         bar = tqdm(total=target, initial=min(self.outer_iteration, target), disable=not (progress and self.dist.is_main),
                    desc=f"iDEM {self.energy.name}", unit="outer")
+        last_save = time.monotonic()
         with _StopSignals(enabled=checkpoint_path is not None) as stop:
             try:
                 while self.outer_iteration < target and self._budget_left() >= step_cost:
@@ -221,6 +224,9 @@ class IDEMSampler:
                         if self.dist.any(stop.received is not None):
                             self.save(checkpoint_path)
                             stop.raise_now()
+                        if checkpoint_path is not None and self.dist.any(self._checkpoint_due(last_save)):
+                            self.save(checkpoint_path)  # by wall time, mid-iteration (resumes at this inner step)
+                            last_save = time.monotonic()
                     record = self._finish_outer_iteration(t0)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.3g}", E_new_median=f"{record['buffer_new_median_energy']:.3g}",
@@ -229,11 +235,16 @@ class IDEMSampler:
                         cb(self, record)
                     if checkpoint_path is not None and self.outer_iteration % cfg.checkpoint_every == 0:
                         self.save(checkpoint_path)
+                        last_save = time.monotonic()
             finally:
                 bar.close()
         if checkpoint_path is not None:
             self.save(checkpoint_path)
         return self.history
+
+    def _checkpoint_due(self, last_save: float) -> bool:
+        every = self.config.checkpoint_every_s
+        return every is not None and time.monotonic() - last_save >= every
 
     def _finish_outer_iteration(self, t0: float) -> dict[str, float]:
         """Outer step (refill the buffer) and the iteration's record; ``t0``: the iteration's start

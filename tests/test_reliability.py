@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from idem_md import IDEMSampler, get_energy
+from idem_md import IDEMConfig, IDEMSampler, get_energy
 from idem_md.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint
 from idem_md.cli import main
 from idem_md.energies import MultiDoubleWell
@@ -573,3 +573,18 @@ def test_a_second_train_on_a_live_run_exits_2_naming_the_holder_and_a_stale_lock
     assert not (run / LOCK_NAME).exists()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["pid"] for r in records] == [os.getpid()]
+
+
+def test_checkpoints_by_wall_time_mid_iteration_and_resume_from_there(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    s = tiny(checkpoint_every_s=1e-6)  # due after every inner step
+    saves = []
+    real_save = s.save
+    s.save = lambda path: (saves.append((s.outer_iteration, s.inner_step)), real_save(path))[1]
+    s.fit(progress=False, checkpoint_path=ckpt)
+    assert (0, 1) in saves and (1, 1) in saves  # mid-iteration saves: a kill loses at most one inner step
+    back = IDEMSampler.load(ckpt, device="cpu")
+    assert back.outer_iteration == s.outer_iteration
+    assert IDEMConfig(checkpoint_every_s=None).checkpoint_every_s is None
+    with pytest.raises(ValueError, match="checkpoint_every_s"):
+        IDEMConfig(checkpoint_every_s=0.0)
