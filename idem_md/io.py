@@ -54,6 +54,7 @@ import json
 import os
 import re
 import struct
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -633,14 +634,19 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> list[
     """Check, before any work, that :meth:`Samples.save` could write ``path``.
 
     Returns the files it would write. Raises ``ValueError`` (unknown suffix),
-    ``FileNotFoundError`` (missing directory) or ``FileExistsError`` (a target exists
-    and ``overwrite`` is False).
+    ``FileNotFoundError`` (missing directory), ``PermissionError`` (a directory this
+    process cannot write) or ``FileExistsError`` (a target exists and ``overwrite`` is False).
     """
     path = Path(path)
     targets = _targets(path, _suffix(path))
     for t in targets:
         if not t.parent.is_dir():
             raise FileNotFoundError(f"directory {t.parent} does not exist (writing {t})")
+        try:  # a real write: os.access is blind to root on read-only or special file systems
+            with tempfile.TemporaryFile(dir=t.parent):
+                pass
+        except OSError as err:
+            raise PermissionError(f"directory {t.parent} is not writable (writing {t}): {err.strerror}") from None
         if t.exists() and not overwrite:
             raise FileExistsError(f"{t} already exists; pass --overwrite (overwrite=True in Python) to replace it")
     return targets

@@ -360,3 +360,10 @@ def test_plain_position_arrays_load_as_npy_and_npz(tmp_path):
     np.savez(tmp_path / "d.npz", a=x, b=x)
     with pytest.raises(ValueError, match="expected a 'positions' array or a single array"):
         Samples.load(tmp_path / "d.npz", n_particles=4, spatial_dim=2)
+
+
+def test_output_path_in_an_unwritable_directory_is_refused_before_any_work():
+    from idem_md.io import check_output_path
+
+    with pytest.raises(PermissionError, match="directory /proc is not writable"):
+        check_output_path("/proc/samples.npz")
