@@ -159,12 +159,31 @@ def test_nan_loss_stops_with_clear_message(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "c.pt", weights_only=True)["outer_iteration"] == good
 
 
-def test_model_log_prob_runs_and_is_finite():
-    s = tiny_sampler()
-    s.fit(1, progress=False)
-    x = s.sample(3, progress=False).positions
-    lp = s.log_prob(x, steps=5)
-    assert lp.shape == (3,) and torch.isfinite(lp).all()
+class _ZeroScore(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # the optimiser needs a parameter
+
+    def forward(self, x, t):
+        return x * (0.0 * self.unused)  # zero, but in the graph of x (the divergence differentiates it)
+
+
+@pytest.mark.parametrize("system", ["gmm40", "dw4"])
+def test_model_log_prob_of_a_zero_score_is_the_prior_density(system):
+    """With s = 0 the flow does not move: log q(x) must be the prior's density at x, in the energy's
+    units (coordinate_scale Jacobian) and on the mean-free subspace for particles. A wrong Jacobian or dof fails."""
+    import math
+
+    from idem_md.dem.sde import prior_log_prob, remove_mean
+
+    e = get_energy(system)
+    s = IDEMSampler(e, config=TINY, device="cpu", network=_ZeroScore())
+    x = torch.randn(5, e.n_particles, e.spatial_dim, generator=torch.Generator().manual_seed(0)) * 3.0
+    lp = s.log_prob(x, steps=7)
+    y = (remove_mean(x) if s.mean_free else x) / s.config.coordinate_scale
+    dof = (e.n_particles - 1) * e.spatial_dim if s.mean_free else e.dim
+    expected = prior_log_prob(y, s.schedule, s.mean_free) - dof * math.log(s.config.coordinate_scale)
+    assert torch.allclose(lp.double(), expected.double(), atol=1e-4)
 
 
 def test_checkpoint_from_another_device_type_reseeds_the_generator(tmp_path):
