@@ -425,14 +425,16 @@ class IDEMSampler:
         ----------
         n_samples : int
             Reverse-SDE samples to fit on (diverged ones are dropped).
-        config : DensityConfig, optional
-            Network and solver settings (default :class:`~idem_md.dem.density.DensityConfig`).
+        config : DensityConfig or mapping, optional
+            Network and solver settings (default
+            :func:`~idem_md.dem.density.default_density_config`).
         steps : int, optional
             Flow-matching optimiser steps (default ``config.steps``).
         """
-        from .dem.density import DensityModel
+        from .dem.density import DensityModel, default_density_config
 
         data = self.sample(n_samples, compute_energies=False, progress=progress).positions
+        config = default_density_config(self.mean_free) if config is None else config
         density = DensityModel(self.energy.n_particles, self.energy.spatial_dim, self.mean_free, config)
         density.fit(data.double(), steps=steps, progress=progress)
         self.density = density

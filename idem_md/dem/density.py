@@ -42,7 +42,7 @@ from ..nn.egnn import EGNNConfig, EGNNVectorField
 from .cnf import Dynamics, MLPField
 from .sde import EXACT_DIVERGENCE_MAX_DIM, remove_mean
 
-__all__ = ["DensityConfig", "DensityModel"]
+__all__ = ["DensityConfig", "DensityModel", "default_density_config"]
 
 _PAYLOAD_KIND = "idem_md.cnf_density"
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")  # take max_num_steps
@@ -128,6 +128,17 @@ class DensityConfig:
             raise ValueError(f"method must be a torchdiffeq solver name such as 'dopri5', got {self.method!r}")
         if self.divergence not in ("auto", "exact", "hutchinson"):
             raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got {self.divergence!r}")
+
+
+def default_density_config(mean_free: bool) -> DensityConfig:
+    """The settings :meth:`IDEMSampler.fit_density` uses when none are given.
+
+    Particle systems: :class:`DensityConfig`'s defaults (EGNN field). Vector targets: six octaves of
+    Fourier features, 4000 steps at lr 3e-3, which fit exact GMM-40 samples to 0.21 nat of the
+    true NLL (tests/test_density.py; the plain defaults are 0.9 nat off, and 1.5 nat without the
+    features, because GMM-40's modes are ~20 times narrower than the data's spread).
+    """
+    return DensityConfig() if mean_free else DensityConfig(fourier_features=6, steps=4000, lr=3e-3)
 
 
 class DensityModel(torch.nn.Module):
