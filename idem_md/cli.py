@@ -374,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "mala: MALA chains from the raw samples; smc: annealed SMC from the run's density model to the "
                    "target, with log Z (fits and saves the density model first when the run has none)")
     s.add_argument("--mala-steps", type=int, default=100, metavar="K", help="MALA steps (mala: per chain; smc: at the "
-                   "target, and per tempering stage with --anneal); default 100: on DW-4, 20 steps leave the energy W2 above an exact sampler's, 100 reach it, docs/results.md")
+                   "target, and per tempering stage with --anneal); default 100 (on DW-4, 20 steps leave the energy "
+                   "W2 above an exact sampler's, 100 reach it: docs/results.md)")
     s.add_argument("--relax-steps", type=int, default=100, metavar="K", help="Langevin steps of relax (default 100)")
     s.add_argument("--anneal", action="store_true", help="smc: temper from q to the target with MALA moves at every "
                    "stage (needs grad log q of the density model at every move: slow on a CPU); default: one "
