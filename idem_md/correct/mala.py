@@ -54,6 +54,13 @@ def _default_step_size(x: torch.Tensor, grad: torch.Tensor) -> float:
     return min((0.1 * spread) ** 2, 0.01 * spread / gnorm)
 
 
+def _drift(grad: torch.Tensor, eps: torch.Tensor, metropolis: bool) -> torch.Tensor:
+    """The Langevin drift: ``grad`` under a Metropolis test, else tamed ``grad / (1 + eps |grad|)`` (per chain)."""
+    if metropolis:
+        return grad
+    return grad / (1.0 + eps * grad.flatten(1).norm(dim=1))[:, None, None]
+
+
 def mala(log_density: LogDensityFn, x: torch.Tensor, *, n_steps: int, step_size: float | torch.Tensor | None = None,
          warmup: int = 0, target_accept: float = 0.6, mean_free: bool = False,
          generator: torch.Generator | None = None, state: tuple | None = None, metropolis: bool = True
@@ -82,8 +89,11 @@ def mala(log_density: LogDensityFn, x: torch.Tensor, *, n_steps: int, step_size:
     state : tuple, optional
         What ``log_density(x)`` returns, when already known (saves one evaluation).
     metropolis : bool
-        False: accept every proposal (unadjusted Langevin, *biased*; used by :func:`relax`);
-        the acceptance probability still drives the warm-up adaptation.
+        False: accept every proposal with a finite density (unadjusted Langevin, *biased*; used
+        by :func:`relax`), with the tamed drift ``g / (1 + eps |g|)`` (Hutzenthaler et al. 2012)
+        so that steep walls (a quartic double well, an LJ overlap) cannot throw a chain to
+        infinity; the Metropolis acceptance probability of that proposal still drives the
+        warm-up adaptation and is what ``acceptance_rate`` reports (a bias diagnostic).
     """
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
         raise ValueError(f"n_steps must be a non-negative int, got {n_steps!r}")
@@ -104,10 +114,10 @@ def mala(log_density: LogDensityFn, x: torch.Tensor, *, n_steps: int, step_size:
         if mean_free:
             noise = remove_mean(noise)
         e3 = eps[:, None, None]
-        mean_fwd = x + e3 * grad
+        mean_fwd = x + e3 * _drift(grad, eps, metropolis)
         prop = mean_fwd + (2 * e3).sqrt() * noise
         lp_p, grad_p, *aux_p = log_density(prop)
-        mean_bwd = prop + e3 * grad_p
+        mean_bwd = prop + e3 * _drift(grad_p, eps, metropolis)
         log_fwd = -(prop - mean_fwd).pow(2).flatten(1).sum(1) / (4 * eps)
         log_bwd = -(x - mean_bwd).pow(2).flatten(1).sum(1) / (4 * eps)
         log_ratio = lp_p - lp + log_bwd - log_fwd
@@ -125,7 +135,7 @@ def mala(log_density: LogDensityFn, x: torch.Tensor, *, n_steps: int, step_size:
             gain = 1.0 / (i + 1) ** 0.6
             eps = eps * torch.exp(gain * (accept_prob - target_accept))
         else:
-            accepted += acc.double()
+            accepted += acc.double() if metropolis else accept_prob.double()
     counted = max(n_steps - warmup, 0) if n_steps > warmup else 0
     per_chain = accepted / counted if counted else torch.full((B,), float("nan"), dtype=torch.float64)
     return MALAResult(x, lp, eps, float(per_chain.mean()) if counted else float("nan"), per_chain, n_steps, grad, aux)

@@ -122,11 +122,11 @@ def corrected_samples(sampler: "IDEMSampler", n: int, options: CorrectionOptions
                        "n_energy_evaluations": spent}
         summary["n_diverged"] = raw.metadata.get("n_diverged", 0)
     sampler.counters["correction"] = sampler.counters.get("correction", 0) + spent
-    finite = torch.isfinite(energies)
+    dtype = torch.get_default_dtype()
+    finite = torch.isfinite(energies) & torch.isfinite(positions.to(dtype)).flatten(1).all(1)
     meta = {"system": energy.name, "kT": energy.kT, "source": f"idem+{opts.method}",
             "outer_iterations": sampler.outer_iteration, "energy_evaluations": dict(sampler.counters),
-            "correction": {**summary, "options": asdict(opts), "n_nonfinite_energy": int((~finite).sum())}}
-    # Samples hold finite energies only: a state with a non-finite energy has zero weight and
-    # zero acceptance, so it can only remain where it started (counted above).
-    dtype = torch.get_default_dtype()
+            "correction": {**summary, "options": asdict(opts), "n_dropped_nonfinite": int((~finite).sum())}}
+    # Samples hold finite values only: a state with a non-finite energy has zero weight and zero
+    # acceptance, so it can only remain where it started; both kinds are counted above.
     return Samples(positions[finite].to(dtype), energies[finite].to(dtype), meta)
