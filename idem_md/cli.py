@@ -215,7 +215,7 @@ def cmd_sample(args) -> int:
     check_output_path(args.out, args.overwrite)
     options = CorrectionOptions(method=args.correct, mala_steps=args.mala_steps, relax_steps=args.relax_steps,
                                 cess_target=args.cess_target, weighted=args.weighted, seed=args.seed,
-                                anneal=args.anneal)
+                                anneal=args.anneal, oversample=args.oversample)
     sampler = IDEMSampler.load(ckpt, device=args.device)
     if args.correct == "smc" and sampler.density is None:
         _say(f"{run} has no density model yet: fitting one on {args.density_samples} samples "
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "importance stage, resampling, then the MALA steps at the target")
     s.add_argument("--cess-target", type=float, default=0.9, help="smc --anneal: conditional ESS per stage (default 0.9)")
     s.add_argument("--weighted", action="store_true", help="smc: keep the weighted particles (no final resampling)")
+    s.add_argument("--oversample", type=int, default=4, metavar="K", help="smc: draw K * N proposals and resample N "
+                   "of them (fewer duplicates; default 4)")
     s.add_argument("--density-samples", type=int, default=5000, metavar="N",
                    help="smc on a run without a density model: samples to fit it on (default 5000)")
     s.add_argument("--density-steps", type=int, metavar="N", help="flow-matching steps of that fit")

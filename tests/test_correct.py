@@ -211,3 +211,14 @@ def test_relax_stays_finite_on_a_quartic_wall_and_reports_a_would_be_acceptance(
     assert torch.isfinite(res.positions.float()).all() and float(res.positions.abs().max()) < 50
     assert 0.2 < res.acceptance_rate < 0.95  # a probability, not the share of finite proposals
     assert float(res.energies.median()) < float(dw.energy(x).median())
+
+
+def test_smc_n_final_draws_fewer_outputs_than_proposals():
+    gmm = get_energy("gmm40")
+    q = GaussianProposal(torch.zeros(1, 2), 30.0)
+    res = smc(gmm, q, 4000, anneal=False, mcmc_steps=2, n_final=500, generator=torch.Generator().manual_seed(0))
+    assert res.positions.shape == (500, 1, 2) and res.log_weights.shape == (500,) and res.ancestors.shape == (500,)
+    plain = smc(gmm, q, 500, anneal=False, mcmc_steps=2, generator=torch.Generator().manual_seed(0))
+    assert len(torch.unique(res.ancestors)) > 2 * len(torch.unique(plain.ancestors))  # fewer duplicates
+    with pytest.raises(ValueError, match="n_final"):
+        smc(gmm, q, 10, n_final=1)

@@ -51,6 +51,9 @@ class CorrectionOptions:
         Conditional ESS per SMC stage, in (0, 1); higher means more, smaller stages.
     weighted : bool
         SMC only: return the weighted particles instead of resampling them at the end.
+    oversample : int
+        SMC only: draw ``oversample * n`` proposals and resample ``n`` of them at the target, so
+        that fewer outputs share an ancestor (ignored with ``weighted``).
     seed : int
         Seed of the correction's random numbers.
     """
@@ -61,6 +64,7 @@ class CorrectionOptions:
     anneal: bool = False
     cess_target: float = 0.9
     weighted: bool = False
+    oversample: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,6 +74,8 @@ class CorrectionOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if isinstance(self.oversample, bool) or not isinstance(self.oversample, int) or self.oversample < 1:
+            raise ValueError(f"oversample must be a positive int, got {self.oversample!r}")
         if not 0 < self.cess_target < 1:
             raise ValueError(f"cess_target must be in (0, 1), got {self.cess_target!r}")
 
@@ -102,9 +108,11 @@ def corrected_samples(sampler: "IDEMSampler", n: int, options: CorrectionOptions
     if opts.method == "smc":
         if sampler.density is None:
             raise ValueError("method='smc' needs a density model: call sampler.fit_density() first")
-        x, log_q = sampler.density.sample_with_log_prob(n, generator=g)
+        k = 1 if opts.weighted else opts.oversample
+        x, log_q = sampler.density.sample_with_log_prob(k * n, generator=g)
         res = smc(energy, sampler.density, samples=(x, log_q), mcmc_steps=opts.mala_steps, anneal=opts.anneal,
-                  cess_target=opts.cess_target, resample_final=not opts.weighted, generator=g, progress=progress)
+                  cess_target=opts.cess_target, resample_final=not opts.weighted, n_final=None if k == 1 else n,
+                  generator=g, progress=progress)
         positions, energies, spent = res.positions, res.energies, res.n_energy_evaluations
         summary = {**res.summary(), "log_weights": res.log_weights.tolist(), "ancestors": res.ancestors.tolist()}
     else:

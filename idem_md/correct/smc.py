@@ -157,7 +157,7 @@ class _Tempered:
 def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
         samples: tuple[torch.Tensor, torch.Tensor] | None = None, mcmc_steps: int = 10, final_mcmc_steps: int | None = None,
         cess_target: float = 0.9, ess_threshold: float = 0.5, anneal: bool = True, resample_final: bool = True,
-        target_accept: float = 0.6, adapt_every: int = 5, max_stages: int = 1000,
+        target_accept: float = 0.6, adapt_every: int = 5, max_stages: int = 1000, n_final: int | None = None,
         generator: torch.Generator | None = None, progress: bool = False) -> SMCResult:
     r"""Annealed SMC from the proposal ``q`` to ``p ~ exp(-E/kT)``, with log Z.
 
@@ -189,6 +189,9 @@ def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
         False: a single stage straight to ``beta = 1`` (importance resampling, then moves).
     resample_final : bool
         Return equally weighted particles (resampled at the end when the weights are unequal).
+    n_final : int, optional
+        With ``resample_final``: draw this many particles in the final resampling (then move
+        them), e.g. 2000 outputs from 8000 proposals, so that fewer of them are duplicates.
     """
     if (n is None) == (samples is None):
         raise ValueError("give exactly one of n (particles to draw from proposal) and samples=(x, log_q)")
@@ -199,6 +202,8 @@ def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
         raise ValueError(f"adapt_every must be a positive int, got {adapt_every!r}")
     if not 0 < cess_target < 1:
         raise ValueError(f"cess_target must be in (0, 1), got {cess_target!r}")
+    if n_final is not None and (isinstance(n_final, bool) or not isinstance(n_final, int) or n_final < 2):
+        raise ValueError(f"n_final must be None or an int >= 2, got {n_final!r}")
     if not 0 <= ess_threshold <= 1:
         raise ValueError(f"ess_threshold must be in [0, 1], got {ess_threshold!r}")
     target = BoltzmannTarget(energy)
@@ -245,8 +250,11 @@ def smc(energy: Energy, proposal: Proposal, n: int | None = None, *,
         esss.append(effective_sample_size(log_w))
         if beta >= 1.0:
             log_z_err = _log_z_error(log_w, eve, len(resampled))
-        if esss[-1] < ess_threshold or (beta >= 1.0 and resample_final and esss[-1] < 1.0 - 1e-12):
-            idx = multinomial_resample(log_w, generator=generator)
+        final = beta >= 1.0 and resample_final
+        if esss[-1] < ess_threshold or (final and (esss[-1] < 1.0 - 1e-12 or n_final is not None)):
+            if final and n_final is not None:
+                N = n_final  # the output size: more proposals than outputs means fewer duplicates
+            idx = multinomial_resample(log_w, N, generator=generator)
             x, aux, eve, log_w = x[idx], aux[idx], eve[idx], torch.zeros(N, dtype=torch.float64)
             resampled.append(len(betas) - 1)
         steps = mcmc_steps if beta < 1.0 else final_steps
