@@ -209,7 +209,7 @@ def test_relax_stays_finite_on_a_quartic_wall_and_reports_a_would_be_acceptance(
     res = relax(dw, x, langevin_steps=100, max_force=1e9, generator=torch.Generator().manual_seed(1))
     assert res.n_minimised == 0
     assert torch.isfinite(res.positions.float()).all() and float(res.positions.abs().max()) < 50
-    assert 0.2 < res.acceptance_rate < 0.95  # a probability, not the share of finite proposals
+    assert 0.8 < res.acceptance_rate < 1.0  # a probability (target 0.95), not the share of finite proposals
     assert float(res.energies.median()) < float(dw.energy(x).median())
 
 
