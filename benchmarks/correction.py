@@ -39,7 +39,7 @@ def references(energy) -> dict[str, Samples]:
     if name == "gmm40":
         n = 10000
         x = energy.sample(n, generator=torch.Generator().manual_seed(12345)).reshape(n, 1, 2)
-        out["exact"] = Samples(x, None, {"system": name})
+        out["exact"] = Samples(x, energy.energy(x), {"system": name})
         return out
     if name in SPLITS and (SHARED / SPLITS[name]).is_file():
         out["mcmc_split"] = Samples.from_array(np.load(SHARED / SPLITS[name]), energy.n_particles,
