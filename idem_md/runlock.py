@@ -53,8 +53,10 @@ class RunLock:
     def __init__(self, run: str | os.PathLike):
         self.path = Path(run) / LOCK_NAME
         self.held = False
+        self.created_dir = False
 
     def acquire(self) -> "RunLock":
+        self.created_dir = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(2):
@@ -84,9 +86,12 @@ class RunLock:
             return {}
 
     def release(self) -> None:
+        """Remove the lock, and the run directory too when this lock created it and nothing else was written."""
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+            if self.created_dir and not any(self.path.parent.iterdir()):
+                self.path.parent.rmdir()
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

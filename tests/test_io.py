@@ -275,12 +275,19 @@ def test_dcd_needs_pdb(tmp_path: Path):
         Samples.load(tmp_path / "s.dcd")
 
 
-@pytest.mark.parametrize("name", ["s.pdb", "s.txt", "s", "s.npy"])
+@pytest.mark.parametrize("name", ["s.pdb", "s.txt", "s"])
 def test_unknown_suffix(name: str, tmp_path: Path):
     for call in (lambda: _make("dw4", n=2).save(tmp_path / name), lambda: Samples.load(tmp_path / name)):
         with pytest.raises(ValueError, match=r"\.xyz, \.dcd, \.npz"):
             call()
     assert set(SUPPORTED_SUFFIXES) == {".xyz", ".dcd", ".npz"}
+
+
+def test_npy_is_read_but_not_written(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"\.xyz, \.dcd, \.npz"):
+        _make("dw4", n=2).save(tmp_path / "s.npy")
+    with pytest.raises(FileNotFoundError, match="no such sample file"):
+        Samples.load(tmp_path / "s.npy", n_particles=4, spatial_dim=2)
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
@@ -309,9 +316,13 @@ def test_damaged_files(suffix: str, damage: str, tmp_path: Path):
 
 
 def test_npz_missing_arrays_and_future_version(tmp_path: Path):
-    np.savez(tmp_path / "a.npz", positions=np.zeros((2, 4, 2)))
+    np.savez(tmp_path / "a.npz", positions=np.zeros((2, 4, 2)), format_version=np.array(1))
     with pytest.raises(ValueError, match="missing arrays"):
         Samples.load(tmp_path / "a.npz")
+    np.savez(tmp_path / "plain.npz", positions=np.zeros((2, 4, 2)))  # a plain position array: needs the shape
+    with pytest.raises(ValueError, match="plain position array: pass n_particles and spatial_dim"):
+        Samples.load(tmp_path / "plain.npz")
+    assert len(Samples.load(tmp_path / "plain.npz", n_particles=4, spatial_dim=2)) == 2
     np.savez(
         tmp_path / "b.npz", positions=np.zeros((2, 4, 2)), metadata=np.array("{}"), format_version=np.array(99)
     )

@@ -130,7 +130,7 @@ def test_hard_kill_leaves_loadable_checkpoint_and_resume_continues_exactly(tmp_p
     # never partial. A leftover temporary file is never read.
     names = {p.name for p in run.iterdir()}
     leftovers = {n for n in names if TEMP_CHECKPOINT.match(n)}
-    assert names - leftovers <= {"checkpoint.pt", "config.json", "metrics.jsonl"}
+    assert names - leftovers <= {"checkpoint.pt", "config.json", "metrics.jsonl", "run.lock"}  # a dead holder's lock
     assert "checkpoint.pt" in names and "checkpoint.pt" not in leftovers
     payload = load_checkpoint(ckpt)
     k = payload["outer_iteration"]
@@ -562,6 +562,7 @@ def test_a_second_train_on_a_live_run_exits_2_naming_the_holder_and_a_stale_lock
     from idem_md.runlock import LOCK_NAME, RunLock
 
     run = tmp_path / "run"
+    run.mkdir()
     with RunLock(run):  # this process holds the run
         assert main(train_args(run, 1)) == 2
         assert f"is in use by process {os.getpid()}" in capsys.readouterr().err
@@ -588,3 +589,14 @@ def test_checkpoints_by_wall_time_mid_iteration_and_resume_from_there(tmp_path):
     assert IDEMConfig(checkpoint_every_s=None).checkpoint_every_s is None
     with pytest.raises(ValueError, match="checkpoint_every_s"):
         IDEMConfig(checkpoint_every_s=0.0)
+
+
+def test_run_lock_removes_the_directory_it_created_when_nothing_was_written(tmp_path):
+    from idem_md.runlock import RunLock
+
+    with RunLock(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()
+    with RunLock(tmp_path / "kept"):
+        (tmp_path / "kept" / "config.json").write_text("{}")
+    assert (tmp_path / "kept" / "config.json").is_file()
