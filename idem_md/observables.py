@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 
 from .energies.base import Energy
+from .metrics import effective_sample_size
 
 __all__ = ["Estimate", "estimate", "energy_observable", "basin_indicator", "distance_histogram_observable"]
 
@@ -105,7 +106,7 @@ def estimate(observable: Observable, positions: torch.Tensor, *, log_weights: to
         raise ValueError(f"observable must return finite values of shape ({N},) or ({N}, k), got {tuple(f.shape)}")
     W = torch.softmax(lw, 0)
     mean = W @ f  # (k,)
-    ess = float(1.0 / (N * (W * W).sum()))
+    ess = effective_sample_size(lw)
     if ancestors is not None:
         a = torch.as_tensor(ancestors).long().cpu()
         if a.shape != (N,) or bool((a < 0).any()):
