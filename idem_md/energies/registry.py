@@ -17,12 +17,21 @@ _REGISTRY: dict[str, Callable[..., Energy]] = {
     "dw4": lambda **kw: MultiDoubleWell(4, 2, **kw),
     "lj13": lambda **kw: LennardJonesCluster(13, 3, **kw),
     "lj55": lambda **kw: LennardJonesCluster(55, 3, **kw),
+    "aldp": lambda **kw: _alanine_dipeptide(**kw),
+    "alaninedipeptide": lambda **kw: _alanine_dipeptide(**kw),
 }
 # Families: any particle count, e.g. "lj38" or "dw8".
 _PATTERNS: list[tuple[re.Pattern, Callable[[int], Callable[..., Energy]]]] = [
     (re.compile(r"lj(\d+)"), lambda n: (lambda **kw: LennardJonesCluster(n, 3, **kw))),
     (re.compile(r"dw(\d+)"), lambda n: (lambda **kw: MultiDoubleWell(n, 2, **kw))),
 ]
+
+
+def _alanine_dipeptide(**kw) -> Energy:
+    """Alanine dipeptide in vacuum (ff14SB, ``temperature`` in kelvin, default 300); imports OpenMM."""
+    from .alanine import AlanineDipeptide
+
+    return AlanineDipeptide(**kw)
 
 
 def available_energies() -> list[str]:
@@ -56,7 +65,8 @@ def get_energy(name: str, **kwargs) -> Energy:
     Parameters
     ----------
     name : str
-        ``"gmm40"``, ``"dw4"``, ``"lj13"``, ``"lj55"``, or ``"ljN"`` / ``"dwN"``.
+        ``"gmm40"``, ``"dw4"``, ``"lj13"``, ``"lj55"``, ``"ljN"`` / ``"dwN"``, or ``"aldp"``
+        (alias ``"alanine_dipeptide"``: alanine dipeptide in vacuum, nm and kT, ``temperature=`` kelvin).
     **kwargs
         Passed to the energy's constructor (for example ``kT=2.0``).
 
