@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -15,9 +17,12 @@ from idem_md.energies.openmm_bridge import OpenMMEnergy  # noqa: E402
 RTOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def aldp():
-    return AlanineDipeptide(temperature=300.0)
+BACKENDS = ["torch"] + (["numba"] if importlib.util.find_spec("numba") else [])
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def aldp(request):
+    return AlanineDipeptide(temperature=300.0, backend=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,9 @@ def test_each_force_class_alone_matches_openmm():
     x = x[None] + 0.02 * torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for kind in ("bond", "angle", "torsion", "nonbonded"):
         system = build(kind)
-        _assert_matches(ForceFieldEnergy(system, 300.0), OpenMMEnergy(system, 300.0, platform="Reference"), x)
+        reference = OpenMMEnergy(system, 300.0, platform="Reference")
+        for backend in BACKENDS:
+            _assert_matches(ForceFieldEnergy(system, 300.0, backend=backend), reference, x)
 
 
 def test_dihedral_sign_follows_iupac():

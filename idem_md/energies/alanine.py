@@ -63,6 +63,8 @@ class AlanineDipeptide(ForceFieldEnergy):
         Kelvin (default 300 K); sets the kT unit (``R T`` = 2.494 kJ/mol at 300 K).
     name : str
         Label (the registry sets it to the name it was asked for).
+    backend : str
+        ``"auto"``, ``"torch"`` or ``"numba"``, see :class:`~idem_md.energies.forcefield.ForceFieldEnergy`.
 
     Attributes
     ----------
@@ -77,9 +79,9 @@ class AlanineDipeptide(ForceFieldEnergy):
     torch.Size([1])
     """
 
-    def __init__(self, temperature: float = DEFAULT_TEMPERATURE_K, name: str = "aldp"):
+    def __init__(self, temperature: float = DEFAULT_TEMPERATURE_K, name: str = "aldp", backend: str = "auto"):
         pdb = alanine_dipeptide_pdb()
-        super().__init__(alanine_dipeptide_system(), temperature=temperature, name=name)
+        super().__init__(alanine_dipeptide_system(), temperature=temperature, name=name, backend=backend)
         self.topology = pdb.topology
         self._positions_nm = np.asarray(pdb.getPositions(asNumpy=True)._value, dtype=np.float64)  # (22, 3)
 

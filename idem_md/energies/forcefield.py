@@ -203,6 +203,10 @@ class ForceFieldEnergy(Energy):
         Kelvin, > 0; sets the kT unit.
     name : str, optional
         Label; defaults to ``"forcefield<n_particles>"``.
+    backend : str
+        ``"auto"`` (the fused numba kernel of :mod:`idem_md.energies.forcefield_kernels`,
+        analytic forces, for CPU batches that need no autograd, when numba imports; torch
+        otherwise), ``"torch"`` (autograd, the reference) or ``"numba"``.
 
     Attributes
     ----------
@@ -225,11 +229,16 @@ class ForceFieldEnergy(Energy):
     #: No external field among the supported forces: E(x + c) = E(x).
     translation_invariant = True
 
-    def __init__(self, system: "openmm.System", temperature: float, name: str | None = None):
+    def __init__(self, system: "openmm.System", temperature: float, name: str | None = None,
+                 backend: str = "auto"):
+        from .kernels import check_backend
+
+        backend = check_backend(backend)
         terms = ForceFieldTerms.from_system(system)
         n = system.getNumParticles()
         temperature = _check_temperature(temperature)
         super().__init__(n, 3, kT=1.0, name=name or f"forcefield{n}")
+        self.backend = backend
         self.temperature = temperature
         #: R T in kJ/mol: the energy unit of this target.
         self.kT_kj_per_mol = MOLAR_GAS_CONSTANT_KJ_PER_MOL_K * temperature
@@ -278,9 +287,21 @@ class ForceFieldEnergy(Energy):
         return e + _pair_energy(x, self.pairs_index, self.pairs_params)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        from .kernels import use_numba
+
+        if use_numba(self.backend, x):
+            return self._energy_and_forces(x)[0]
         return (self.energy_kj_per_mol(x) / self.kT_kj_per_mol).to(x.dtype)
 
     def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from .kernels import use_numba
+
+        if use_numba(self.backend, x):
+            from .forcefield_kernels import forcefield_energy_forces
+
+            e, f = forcefield_energy_forces(x.detach().numpy(), self.terms, COULOMB_KJ_NM_PER_MOL_E2)
+            scale = 1.0 / self.kT_kj_per_mol  # kJ/mol -> kT
+            return torch.from_numpy(e * scale).to(x.dtype), torch.from_numpy(f * scale).to(x.dtype)
         with torch.enable_grad():
             xg = x.detach().to(torch.float64).requires_grad_(True)
             e = self.energy_kj_per_mol(xg) / self.kT_kj_per_mol  # (B,) kT
@@ -288,7 +309,7 @@ class ForceFieldEnergy(Energy):
         return e.detach().to(x.dtype), (-grad).to(x.dtype)  # (B,), (B, n, 3) kT/nm
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, temperature={self.temperature} K"
+        return f"{super().extra_repr()}, temperature={self.temperature} K, backend={self.backend!r}"
 
 
 def _bond_energy(x: torch.Tensor, idx: torch.Tensor, par: torch.Tensor) -> torch.Tensor:
