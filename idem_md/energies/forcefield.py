@@ -228,6 +228,8 @@ class ForceFieldEnergy(Energy):
     energy_unit = "kT"
     #: No external field among the supported forces: E(x + c) = E(x).
     translation_invariant = True
+    #: ``run_md`` runs the original System in OpenMM (real masses, time in ps).
+    default_md_engine = "openmm"
 
     def __init__(self, system: "openmm.System", temperature: float, name: str | None = None,
                  backend: str = "auto"):
@@ -260,6 +262,11 @@ class ForceFieldEnergy(Energy):
     def openmm_system(self) -> "openmm.System":
         """A fresh copy of the System this energy was translated from (kJ/mol, nm, amu)."""
         return openmm.XmlSerializer.deserialize(self._system_xml)
+
+    def to_openmm_system(self) -> "openmm.System":
+        """The System this energy was translated from (for OpenMM MD; energies there in kJ/mol,
+        :attr:`openmm_energy_unit_kj_per_mol` = R T per kT)."""
+        return self.openmm_system()
 
     def particle_types(self) -> list[int]:
         """One integer type per particle: particles with the same mass and nonbonded

@@ -8,8 +8,10 @@ the fully connected particle graph (every ordered pair ``i != j``):
   basis of :math:`|r_{ij}|` (``e3nn.math.soft_one_hot_linspace``) plus
   :math:`|r_{ij}|` itself, so that far pairs are not invisible;
 * initial node features: the same scalars for every particle (the particles are
-  identical), computed from a sinusoidal embedding of the time ``t``; each layer
-  adds a learned projection of the time features to its even-scalar channels;
+  identical), computed from a sinusoidal embedding of the time ``t``, plus, when
+  ``particle_types`` is given (molecules: one type per atom kind), a learned
+  embedding of each particle's type; each layer adds a learned projection of the
+  time features to its even-scalar channels;
 * each layer: a depthwise (``"uvu"``) tensor product of the neighbour's
   features with :math:`Y(\hat r_{ij})`, weighted per edge by an MLP of the radial
   basis, summed over neighbours, mixed by ``o3.Linear`` plus a self-connection,
@@ -18,7 +20,8 @@ the fully connected particle graph (every ordered pair ``i != j``):
 
 Symmetry. Only relative positions enter, so the output is translation
 invariant; node updates are identical for all particles and neighbours are
-summed, so it is permutation equivariant; every irrep carries its parity
+summed, so it is permutation equivariant (among particles of the same type when
+``particle_types`` is given); every irrep carries its parity
 (``Y^l`` has parity :math:`(-1)^l`, the tensor products and gates respect
 parity, odd scalars only meet odd activations), so the output vector transforms
 under the full orthogonal group O(3), reflections included. Altogether the
@@ -72,6 +75,10 @@ class EquivariantScoreNetConfig:
         per-edge tensor-product weights of all layers.
     time_embedding_dim : int
         Sinusoidal time features, even.
+    particle_types : tuple of int or None
+        One type index (>= 0) per particle, embedded into the initial scalars (for
+        molecules, e.g. the target's ``particle_types()`` hook); None (the default, and
+        every older checkpoint): identical particles.
     """
 
     hidden_irreps: str = "32x0e + 8x1o"
@@ -81,8 +88,16 @@ class EquivariantScoreNetConfig:
     radial_max: float = 5.0
     radial_hidden: int = 64
     time_embedding_dim: int = 32
+    particle_types: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.particle_types is not None:
+            types = self.particle_types
+            if isinstance(types, (str, bytes)) or not hasattr(types, "__len__") or not len(types) or not all(
+                    isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in types):
+                raise ValueError(f"particle_types must be None or a non-empty sequence of ints >= 0 (one per "
+                                 f"particle), got {types!r}")
+            object.__setattr__(self, "particle_types", tuple(int(t) for t in types))
         for name, low in (("n_layers", 1), ("sh_lmax", 1), ("n_radial_basis", 2), ("radial_hidden", 1),
                           ("time_embedding_dim", 2)):  # fmt: skip
             v = getattr(self, name)
@@ -243,6 +258,9 @@ class EquivariantScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         self.n_particles = n_particles
         self.spatial_dim = spatial_dim
         self.config = config_from_mapping(EquivariantScoreNetConfig, config)
+        types = self.config.particle_types
+        if types is not None and len(types) != n_particles:
+            raise ValueError(f"particle_types must have one entry per particle ({n_particles}), got {len(types)}")
 
         # e3nn computes its Clebsch-Gordan constants (buffers such as ``_w3j_1_2_1``)
         # in the default dtype. Build in float64 and keep float64 masters of all
@@ -263,6 +281,8 @@ class EquivariantScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         off_diagonal = ~torch.eye(n, dtype=torch.bool)
         self.register_buffer("senders", torch.arange(n).expand(n, n)[off_diagonal], persistent=False)
         self.register_buffer("receivers", torch.arange(n).repeat_interleave(n - 1), persistent=False)
+        if types is not None:  # derived from the config, so not part of the state dict
+            self.register_buffer("particle_type_index", torch.tensor(types, dtype=torch.long), persistent=False)
 
     def _build(self) -> None:
         """Create the submodules from ``self.config``."""
@@ -276,6 +296,8 @@ class EquivariantScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         hidden = _parse_hidden_irreps(cfg.hidden_irreps)
         n_scalars = hidden.count("0e")
         self.node_embedding = torch.nn.Linear(T, n_scalars)  # identical particles: scalars from t only
+        if cfg.particle_types is not None:  # absent otherwise: older state dicts load unchanged
+            self.type_embedding = torch.nn.Embedding(max(cfg.particle_types) + 1, n_scalars)
         self.sh = o3.SphericalHarmonics(o3.Irreps.spherical_harmonics(cfg.sh_lmax), normalize=True,
                                         normalization="component")  # fmt: skip
         layers, irreps = [], o3.Irreps(f"{n_scalars}x0e")
@@ -354,6 +376,8 @@ class EquivariantScoreNet(ScoreNetConfigMixin, torch.nn.Module):
 
         time = self.time_mlp(self.time_embedding(t))  # (B, T)
         h = self.node_embedding(time)[:, None, :].expand(B, n, -1)  # (B, n, n0e), identical particles
+        if self.config.particle_types is not None:
+            h = h + self.type_embedding(self.particle_type_index)[None]  # (B, n, n0e), per-type scalars
         edge_weights = self.radial(edge_basis).split(self._weight_numels, dim=-1)  # per layer (B*E, W_l)
         for layer, w in zip(self.layers, edge_weights):
             h = layer(h, time, edge_sh, w, self.senders)
