@@ -32,6 +32,7 @@ class AutogradEnergy(Energy):
     def __init__(self, inner: Energy):
         super().__init__(inner.n_particles, inner.spatial_dim, inner.kT, inner.name)
         self.inner = inner
+        self.translation_invariant = inner.translation_invariant
 
     def _energy(self, x):
         return self.inner._energy(x)
@@ -46,6 +47,8 @@ class IDEMStyleLennardJones(Energy):
     Same function as ``get_energy("lj13", softening=0)``: ordered pairs with energy
     factor 1 equal unordered pairs with pair factor 2; oscillator ``0.5 sum |x - xbar|^2``.
     """
+
+    translation_invariant = True
 
     def __init__(self, n_particles: int = 13):
         super().__init__(n_particles, 3, 1.0, f"lj{n_particles}")

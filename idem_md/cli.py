@@ -109,8 +109,11 @@ def cmd_train(args) -> int:
     device = args.device
     if distributed and device in (None, "cuda") and _cuda_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    energy = get_energy(args.system)
+    target = _target(args)
+    energy = target.energy
     config = preset(energy.name, particle_system=energy.is_particle_system, **_training_overrides(args))
+    config = _with_target_network(config, target)
+    args.target = target
     run = Path(args.out)
     if DistContext.detect().is_main:
         from .runlock import RunLock
@@ -140,6 +143,7 @@ def _train(args, energy, config, run: Path, device) -> int:
         if DistContext.detect().is_main:
             run.mkdir(parents=True, exist_ok=True)
             (run / RUN_CONFIG).write_text(json.dumps({"system": energy.name, "config": config.to_dict()}, indent=2))
+            _save_target(args, run)
     log_path = run / RUN_METRICS
     if sampler.dist.is_main:  # the log holds exactly the checkpoint's history (no duplicates after a kill)
         _rewrite_log(log_path, sampler.history)
@@ -164,6 +168,29 @@ def _train(args, energy, config, run: Path, device) -> int:
         _say(f"trained {energy.name}: {sampler.outer_iteration} outer iterations, "
              f"{sampler.energy_evaluations:,} energy evaluations; checkpoint {ckpt}, log {log_path}")
     return 0
+
+
+def _target(args):
+    """The Energy that --system (with --topology, --temperature, --kT) names: :mod:`idem_md.targets`."""
+    from .targets import resolve_target
+
+    return resolve_target(args.system, topology=getattr(args, "topology", None),
+                          temperature=getattr(args, "temperature", None), kT=getattr(args, "kT", None))
+
+
+def _with_target_network(config, target):
+    """Add the target's ``particle_types`` to the e3nn network's options unless they were set."""
+    from .targets import network_overrides
+
+    extra = {k: v for k, v in network_overrides(target, config.network).items() if k not in config.network_options}
+    return config.replace(network_options={**config.network_options, **extra}) if extra else config
+
+
+def _save_target(args, run: Path) -> None:
+    from .targets import save_run_target
+
+    if getattr(args, "target", None) is not None:
+        save_run_target(args.target, run)
 
 
 def _rewrite_log(path: Path, history: list[dict]) -> None:
@@ -216,7 +243,10 @@ def cmd_sample(args) -> int:
     options = CorrectionOptions(method=args.correct, mala_steps=args.mala_steps, relax_steps=args.relax_steps,
                                 cess_target=args.cess_target, weighted=args.weighted, seed=args.seed,
                                 anneal=args.anneal, oversample=args.oversample)
-    sampler = IDEMSampler.load(ckpt, device=args.device)
+    from .targets import load_run_target, write_topology_beside
+
+    target = load_run_target(run)  # None: an older run of a registered system (its name is in the checkpoint)
+    sampler = IDEMSampler.load(ckpt, energy=None if target is None else target.energy, device=args.device)
     if args.correct == "smc" and sampler.density is None:
         _say(f"{run} has no density model yet: fitting one on {args.density_samples} samples "
              "(flow matching, no energy evaluations); it is saved into the run")
@@ -224,6 +254,7 @@ def cmd_sample(args) -> int:
         sampler.save(ckpt)
     samples = corrected_samples(sampler, args.n, options, steps=args.steps, progress=not args.quiet)
     written = samples.save(args.out, overwrite=args.overwrite)
+    write_topology_beside(written, target)
     info = samples.metadata.get("correction")
     if info:
         figures = [f"{k} {info[k]:.4g}" for k in ("log_Z", "log_Z_error", "importance_ess", "acceptance_rate",
@@ -235,14 +266,16 @@ def cmd_sample(args) -> int:
 
 
 def cmd_md(args) -> int:
-    from .energies import get_energy
     from .io import check_output_path
     from .md import MDConfig, run_md
+    from .targets import write_topology_beside
 
-    energy = get_energy(args.system)
+    target = _target(args)
+    energy = target.energy
     check_output_path(args.out, args.overwrite)
     run = run_md(energy, args.n, MDConfig(seed=args.seed, timestep=args.timestep), progress=not args.quiet)
     written = run.to_samples().save(args.out, overwrite=args.overwrite)
+    write_topology_beside(written, target)
     _say(f"MD: {run.n_samples} samples, thinning {run.thinning} steps, {run.n_energy_evaluations:,} energy "
          f"evaluations, {run.wall_time:.1f} s; wrote {', '.join(str(p) for p in written)}")
     return 0
@@ -254,11 +287,10 @@ def _check_writable(path, overwrite: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .energies import get_energy
     from .evaluation import evaluate
     from .io import Samples
 
-    energy = get_energy(args.system)
+    energy = _target(args).energy
     samples = Samples.load(args.file, n_particles=energy.n_particles, spatial_dim=energy.spatial_dim)
     reference = None
     if args.reference:
@@ -334,6 +366,20 @@ def _say(msg: str) -> None:
 
 
 # ------------------------------------------------------------------ parser
+_SYSTEM_HELP = ("gmm40, dw4, lj13, lj55 (or ljN / dwN), aldp (alanine dipeptide), or a serialised OpenMM System "
+                "(.xml, non-periodic, no constraints)")
+
+
+def _add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """--topology, --temperature, --kT: what the target needs besides --system (idem_md.targets)."""
+    p.add_argument("--topology", metavar="FILE.pdb", help="with --system FILE.xml: a PDB naming its atoms (elements, "
+                   "residues) for .pdb/.dcd trajectories")
+    p.add_argument("--temperature", type=float, metavar="K", help="kelvin, for targets with physical units "
+                   "(required with --system FILE.xml; aldp: default 300)")
+    p.add_argument("--kT", type=float, metavar="KT", help="thermal energy in reduced units, for reduced targets "
+                   "(lj13, dw4, ...; default their own, 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -346,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train an iDEM sampler. Running the same command again after an interruption "
                        "resumes from RUN_DIR/checkpoint.pt. Under torchrun (or with --nproc N) training is data "
                        "parallel over the processes.")
-    t.add_argument("--system", required=True, help="gmm40, dw4, lj13, lj55 (or ljN / dwN)")
+    t.add_argument("--system", required=True, help=_SYSTEM_HELP)
+    _add_target_arguments(t)
     t.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (config, checkpoint, metrics log, plots)")
     t.add_argument("--config", metavar="FILE.toml", help="TOML file of config overrides")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -396,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("md", help="run the OpenMM Langevin MD baseline", description="Run OpenMM Langevin dynamics "
                        "at the target's kT, thinned by the measured energy autocorrelation time, and write the samples "
                        "(.xyz, .dcd + .pdb, or .npz).")
-    m.add_argument("--system", required=True, help="dw4, lj13, lj55 (or ljN / dwN)")
+    m.add_argument("--system", required=True, help=_SYSTEM_HELP)
+    _add_target_arguments(m)
     m.add_argument("-n", type=int, required=True, help="number of samples")
     m.add_argument("--out", required=True, metavar="FILE")
     m.add_argument("--seed", type=int, default=0)
@@ -409,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "sample file (against --reference when given; GMM-40 uses exact samples) and optionally "
                        "write the JSON report and plots.")
     e.add_argument("file", metavar="FILE", help=".xyz, .dcd or .npz")
-    e.add_argument("--system", required=True)
+    e.add_argument("--system", required=True, help=_SYSTEM_HELP)
+    _add_target_arguments(e)
     e.add_argument("--reference", metavar="FILE", help="reference samples (.xyz, .dcd, .npz)")
     e.add_argument("--run", metavar="RUN_DIR", help="a trained run: adds NLL of the reference and importance ESS "
                    "from its density model (or, without one, the score's probability-flow ODE as a diagnostic)")

@@ -88,6 +88,8 @@ def test_importance_sampling_log_z_error_is_calibrated():
 class _HarmonicCluster(Energy):
     """Translation-invariant E = kT |x - mean(x)|^2 / (2 s^2): a mean-free Gaussian of std s per coordinate."""
 
+    translation_invariant = True
+
     def __init__(self, n=4, d=2, s=0.7):
         super().__init__(n, d, 1.0, "harmonic")
         self.s = s

@@ -68,6 +68,8 @@ def test_estimator_error_falls_with_K_against_exact_gmm_score(t_value):
 class _Recording(Energy):
     """Wraps an energy and records every batch it is asked to evaluate."""
 
+    translation_invariant = True
+
     def __init__(self, inner):
         super().__init__(inner.n_particles, inner.spatial_dim, inner.kT)
         self.inner, self.seen = inner, []

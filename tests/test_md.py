@@ -186,8 +186,6 @@ def test_bad_inputs_raise_clear_errors():
     lj = get_energy("lj13")
     with pytest.raises(ValueError, match="n_samples"):
         run_md(lj, 0, progress=False)
-    with pytest.raises(NotImplementedError, match="particle system"):
-        run_md(get_energy("gmm40"), 10, progress=False)
     with pytest.raises(TypeError, match="energy must be"):
         run_md("lj13", 10, progress=False)
     with pytest.raises(ValueError, match="thinning"):
@@ -216,25 +214,27 @@ def test_to_samples_round_trip():
 
 
 def test_drifted_cluster_is_recentred_without_changing_its_energy(monkeypatch):
-    from idem_md import md
+    from idem_md.md import engine as md_engine
 
     def state_of(engine):
         state = engine.context.getState(getPositions=True, getEnergy=True)
         return np.asarray(state.getPositions(asNumpy=True)._value), state.getPotentialEnergy()._value  # nm, kJ/mol
 
-    monkeypatch.setattr(md, "_RECENTRE_DISTANCE", 1e-9)  # treat any offset as drift
-    engine = md._LangevinEngine(get_energy("dw4"), MDConfig(platform="Reference"), None)
+    monkeypatch.setattr(md_engine, "RECENTRE_DISTANCE", 1e-9)  # treat any offset as drift
+    dw = get_energy("dw4")
+    engine = md_engine.make_engine(dw, MDConfig(platform="Reference"), default_initial_positions(dw)[None].numpy())
+    assert isinstance(engine, md_engine.OpenMMEngine)
     engine.thermalize()
-    engine.step(md._STEP_CHUNK - 1)  # not yet a full chunk: no check
+    engine.step(md_engine.CHECK_INTERVAL - 1)  # not yet a full interval: no check
     x_before = state_of(engine)[0]
     assert np.abs(x_before.mean(0)).max() > 1e-3
-    engine.step(1)  # completes the chunk: recentred
+    engine.step(1)  # completes the interval: recentred
     x_after = state_of(engine)[0]
     np.testing.assert_allclose(x_after[:, :2].mean(0), 0.0, atol=1e-12)
     assert np.all(x_after[:, 2] == 0.0)  # the free z axis is reset
     # Recentring alone leaves the energy unchanged (translation invariance, force-free z).
     x_now, e_now = state_of(engine)
     engine.context.setPositions(x_now + np.array([50.0, -20.0, 7.0]))
-    engine._recentre_if_drifted()
+    engine._recentre_if_drifted(engine._read()[0])
     assert state_of(engine)[1] == pytest.approx(e_now, rel=1e-12, abs=1e-10)
-    assert engine.n_steps == md._STEP_CHUNK
+    assert engine.n_steps == md_engine.CHECK_INTERVAL

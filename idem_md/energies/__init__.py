@@ -1,9 +1,14 @@
-"""Boltzmann targets: the benchmark energies and the bridges to ASE and OpenMM."""
+"""Boltzmann targets: the :class:`Energy` base class, its hooks and the benchmark energies.
+
+The bridges to ASE and OpenMM live in :mod:`idem_md.bridges`; ``ASEEnergy`` and
+``OpenMMEnergy`` are re-exported here lazily.
+"""
 
 from .base import Energy, EnergyEvaluationError
 from .double_well import MultiDoubleWell
 from .gmm import GaussianMixture, gmm40_means
 from .lennard_jones import LennardJonesCluster
+from .pair import PairPotential
 from .registry import available_energies, get_energy, register_energy
 
 __all__ = [
@@ -15,6 +20,7 @@ __all__ = [
     "gmm40_means",
     "LennardJonesCluster",
     "MultiDoubleWell",
+    "PairPotential",
     "available_energies",
     "get_energy",
     "register_energy",
@@ -22,7 +28,7 @@ __all__ = [
 
 # The bridges import ASE / OpenMM; load them on first use so that
 # ``import idem_md`` stays light.
-_LAZY_BRIDGES = {"ASEEnergy": ".ase_bridge", "OpenMMEnergy": ".openmm_bridge"}
+_LAZY_BRIDGES = {"ASEEnergy": "..bridges.ase", "OpenMMEnergy": "..bridges.openmm"}
 
 
 def __getattr__(name: str):

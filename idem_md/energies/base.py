@@ -5,14 +5,27 @@ single method, :meth:`Energy._energy`, on a validated batch of shape
 ``(B, n_particles, spatial_dim)``; they may also override
 :meth:`Energy._energy_and_forces` with analytic forces or an engine's own
 forces, so that the sampler never differentiates through an energy.
+
+What else a target can do is said by hooks it may override, never by its class:
+:attr:`Energy.translation_invariant` (sampled centre-of-mass free),
+:meth:`Energy.initial_configuration` (MD start), :meth:`Energy.openmm_pair_potential`
+(an OpenMM custom-force form, which gives :meth:`Energy.to_openmm_system`) and
+:attr:`Energy.default_md_engine`. This module imports no bridge: the ASE and
+OpenMM bridges (:mod:`idem_md.bridges`) are imported inside the methods that need them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+
+from .placement import random_sequential_placement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pair import PairPotential
 
 __all__ = ["Energy", "EnergyEvaluationError"]
 
@@ -62,6 +75,17 @@ class Energy(torch.nn.Module):
 
     length_unit: str = "reduced"
     energy_unit: str = "reduced"
+    #: True when ``E(x + c) = E(x)`` for a common shift ``c`` of every particle: the target
+    #: is then sampled on the centre-of-mass-free subspace and MD output is centred.
+    #: Default False; pair potentials set it True. (Not "more than one particle": a
+    #: cluster in an external field has many particles and is not invariant.)
+    translation_invariant: bool = False
+    #: kJ/mol of one energy unit when this target runs in OpenMM; 1 for reduced units
+    #: (one reduced energy = 1 kJ/mol, one reduced length = 1 nm, 1 amu; docs/units.md).
+    openmm_energy_unit_kj_per_mol: float = 1.0
+    #: eV of one energy unit when this target runs in ASE; 1 for reduced units
+    #: (one reduced energy = 1 eV, one reduced length = 1 Angstrom).
+    ase_energy_unit_ev: float = 1.0
 
     def __init__(self, n_particles: int, spatial_dim: int, kT: float = 1.0, name: str = "energy"):
         super().__init__()
@@ -83,9 +107,8 @@ class Energy(torch.nn.Module):
 
     @property
     def is_particle_system(self) -> bool:
-        """True for clusters of identical particles (translation-invariant,
-        sampled centre-of-mass free)."""
-        return self.n_particles > 1
+        """Alias of :attr:`translation_invariant` (sampled centre-of-mass free), kept for old code."""
+        return bool(self.translation_invariant)
 
     @property
     def event_shape(self) -> tuple[int, int]:
@@ -157,18 +180,64 @@ class Energy(torch.nn.Module):
         n, self.n_evaluations = self.n_evaluations, 0
         return n
 
+    # ------------------------------------------------------ capability hooks
+    def initial_configuration(self, seed: int = 0) -> torch.Tensor:
+        """A compact, overlap-free starting configuration for MD, ``(n_particles, spatial_dim)`` float64.
+
+        Default: random sequential placement at reduced density about 0.6 with minimum
+        distance 0.9 length units (zeros for one particle), centred when
+        :attr:`translation_invariant`. Override with a better start for your system.
+
+        Parameters
+        ----------
+        seed : int
+            Seeds the placement.
+        """
+        n, d = self.n_particles, self.spatial_dim
+        if n == 1:
+            return torch.zeros(1, d, dtype=torch.float64)
+        x = random_sequential_placement(np.random.default_rng(seed), n, d, box=(n / 0.6) ** (1.0 / d),
+                                        min_distance=0.9)
+        if self.translation_invariant:
+            x = x - x.mean(0)
+        return torch.as_tensor(x, dtype=torch.float64)
+
+    def openmm_pair_potential(self) -> "PairPotential | None":
+        """This energy as one OpenMM custom pair force, or None when it has no such form.
+
+        Return a :class:`~idem_md.energies.pair.PairPotential` (an expression of the squared
+        pair distance ``r2`` and its parameters, in this energy's units) when the whole
+        energy is a sum over unordered pairs; :meth:`to_openmm_system` and OpenMM MD then
+        work for the subclass with no library edit. Default None.
+        """
+        return None
+
+    @property
+    def default_md_engine(self) -> str:
+        """The engine :func:`idem_md.md.run_md` uses with ``MDConfig(engine="auto")``:
+        ``"openmm"`` when :meth:`openmm_pair_potential` gives an OpenMM form, else ``"torch"``
+        (batched BAOAB Langevin over :meth:`energy_and_forces`)."""
+        return "openmm" if self.openmm_pair_potential() is not None else "torch"
+
     # ---------------------------------------------------------------- bridges
     def to_ase_calculator(self):
-        """ASE calculator evaluating this energy (1 length unit = 1 Angstrom,
-        1 energy unit = 1 eV); see :class:`idem_md.energies.ase_bridge.EnergyCalculator`."""
-        from .ase_bridge import EnergyCalculator  # ASE is imported only when asked for
+        """ASE calculator evaluating this energy (1 length unit = 1 Angstrom, 1 energy unit =
+        :attr:`ase_energy_unit_ev` eV); see :class:`idem_md.bridges.ase.EnergyCalculator`."""
+        from ..bridges.ase import EnergyCalculator  # ASE is imported only when asked for
 
         return EnergyCalculator(self)
 
+    def to_ase_atoms(self, positions: Any):
+        """ASE Atoms of one configuration ``(n_particles, spatial_dim)`` (dummy atoms of 1 amu,
+        no cell); see :func:`idem_md.bridges.ase.make_atoms`."""
+        from ..bridges.ase import make_atoms
+
+        return make_atoms(self, positions)
+
     def to_openmm_system(self):
-        """OpenMM System with this energy (nm, kJ/mol, 1 amu particles); LJ-n and DW-n
-        only, see :func:`idem_md.energies.openmm_bridge.energy_to_openmm_system`."""
-        from .openmm_bridge import energy_to_openmm_system  # OpenMM is imported only when asked for
+        """OpenMM System with this energy (nm, kJ/mol, 1 amu particles) built from
+        :meth:`openmm_pair_potential`; see :func:`idem_md.bridges.openmm.energy_to_openmm_system`."""
+        from ..bridges.openmm import energy_to_openmm_system  # OpenMM is imported only when asked for
 
         return energy_to_openmm_system(self)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import kernels
 from .base import Energy
-from .pair import pair_displacements, scatter_pair_gradient
+from .pair import PairPotential, pair_displacements, scatter_pair_gradient
+from .placement import random_sequential_placement
 
 __all__ = ["MultiDoubleWell"]
 
@@ -48,6 +50,22 @@ class MultiDoubleWell(Energy):
 
     def _identity_extra(self) -> dict[str, Any]:
         return dict(a=self.a, b=self.b, d0=self.d0)
+
+    translation_invariant = True
+
+    def initial_configuration(self, seed: int = 0) -> torch.Tensor:
+        """Random sequential placement in a box of side ``d0 * n^(1/d)`` with minimum distance
+        ``d0 / 2``, centred; ``(n, d)`` float64."""
+        n, d = self.n_particles, self.spatial_dim
+        x = random_sequential_placement(np.random.default_rng(seed), n, d, box=self.d0 * n ** (1.0 / d),
+                                        min_distance=self.d0 / 2)
+        return torch.as_tensor(x - x.mean(0), dtype=torch.float64)
+
+    def openmm_pair_potential(self) -> PairPotential:
+        """``a (d - d0)^4 + b (d - d0)^2`` per unordered pair, ``d = sqrt(r2)``."""
+        return PairPotential("dw_a*u^4 + dw_b*u^2; u = sqrt(r2) - dw_d0",
+                             {"dw_a": self.a, "dw_b": self.b, "dw_d0": self.d0},
+                             f"idem_md {self.name}: pairwise double well")
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
         if kernels.use_numba(self.backend, x):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import kernels
 from .base import Energy
-from .pair import pair_displacements, scatter_pair_gradient
+from .pair import PairPotential, pair_displacements, scatter_pair_gradient
+from .placement import fcc_cluster_sites
 
 __all__ = ["LennardJonesCluster"]
 
@@ -87,6 +89,37 @@ class LennardJonesCluster(Energy):
     def _identity_extra(self) -> dict[str, Any]:
         return dict(epsilon=self.epsilon, r_m=self.r_m, pair_factor=self.pair_factor,
                     softening=self.softening, oscillator_scale=self.oscillator_scale)
+
+    translation_invariant = True
+
+    def initial_configuration(self, seed: int = 0) -> torch.Tensor:
+        """In 3D the ``n`` fcc sites (nearest-neighbour distance ``0.95 r_m``) nearest the origin,
+        jittered by ``0.02 r_m`` (minimum distance about ``0.9 r_m``), centred; otherwise the
+        base class's random placement. ``(n, d)`` float64, lengths in r_m units."""
+        if self.spatial_dim != 3:
+            return super().initial_configuration(seed)
+        rng = np.random.default_rng(seed)
+        sites = fcc_cluster_sites(self.n_particles) * (0.95 * self.r_m)
+        x = sites + rng.normal(scale=0.02 * self.r_m, size=sites.shape)
+        return torch.as_tensor(x - x.mean(0), dtype=torch.float64)
+
+    def openmm_pair_potential(self) -> PairPotential:
+        r"""LJ pairs and the centring oscillator as one pair expression.
+
+        The oscillator :math:`c \sum_i |x_i - \bar x|^2` equals
+        :math:`(c/n) \sum_{i<j} |x_i - x_j|^2`, so per unordered pair the energy is
+        ``f eps (q^6 - 2 q^3) + (c/n) r^2`` with ``q = r_m^2 / (r^2 + s)``.
+        """
+        return PairPotential(
+            "lj_fe*(q^6 - 2*q^3) + osc_k*r2; q = lj_rm2/(r2 + lj_soft)",
+            {
+                "lj_fe": self.pair_factor * self.epsilon,  # energy
+                "lj_rm2": self.r_m * self.r_m,  # length^2
+                "lj_soft": self.softening,  # length^2
+                "osc_k": self.oscillator_scale / self.n_particles,  # energy / length^2 per pair
+            },
+            f"idem_md {self.name}: LJ pairs + centring oscillator",
+        )
 
     def _pair_terms(self, x: torch.Tensor):
         diff, i, j = pair_displacements(x)  # (B, P, d)

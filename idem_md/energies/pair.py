@@ -2,14 +2,59 @@
 
 These are the reference paths: readable, float64-capable, with analytic forces
 (one pass, no autograd). The fused kernels in :mod:`idem_md.energies.kernels`
-must agree with them.
+must agree with them. :class:`PairPotential` is the engine-neutral description of
+a pair energy that :meth:`Energy.openmm_pair_potential` returns.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
-__all__ = ["pair_displacements", "scatter_pair_gradient"]
+__all__ = ["PairPotential", "pair_displacements", "scatter_pair_gradient"]
+
+
+@dataclass(frozen=True)
+class PairPotential:
+    """A sum over all unordered pairs ``i < j`` of one function of their squared distance.
+
+    The description an :class:`~idem_md.energies.base.Energy` gives through
+    :meth:`~idem_md.energies.base.Energy.openmm_pair_potential`, so that
+    :func:`idem_md.bridges.openmm.energy_to_openmm_system` can build an OpenMM
+    custom force for it without knowing the class.
+
+    Parameters
+    ----------
+    expression : str
+        OpenMM custom-force expression of ``r2``, the squared distance over the
+        first ``spatial_dim`` axes (length_unit^2), giving the pair energy in the
+        energy's unit; may use OpenMM's ``;``-separated intermediate definitions.
+        Example: ``"k*(sqrt(r2) - r0)^2"``.
+    parameters : dict of str to float
+        Values of the global parameters the expression names (in the energy's
+        units). Names must not collide with OpenMM's (``r``, ``x1`` ...).
+    description : str
+        Human-readable label, used as the OpenMM force name.
+
+    Examples
+    --------
+    >>> PairPotential("k*(sqrt(r2) - r0)^2", {"k": 1.0, "r0": 1.5}).parameters["r0"]
+    1.5
+    """
+
+    expression: str
+    parameters: dict[str, float] = field(default_factory=dict)
+    description: str = "pair potential"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.expression, str) or "r2" not in self.expression:
+            raise ValueError(f"expression must be a str in terms of r2 (squared pair distance), got {self.expression!r}")
+        for key, value in self.parameters.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ValueError(f"parameters keys must be identifiers, got {key!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"parameters[{key!r}] must be a float, got {type(value).__name__}")
 
 
 def pair_displacements(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
