@@ -254,4 +254,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from idem_md.cli import run_guarded  # errors as one line (exit 2), not a traceback
+
+    sys.exit(run_guarded(Path(__file__).name, main))

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["main", "build_parser", "parse_set_values", "load_config_file"]
+__all__ = ["main", "build_parser", "parse_set_values", "load_config_file", "run_guarded"]
 
 RUN_CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "config.json"
@@ -140,6 +140,7 @@ def _train(args, energy, config, run: Path, device) -> int:
         _say(f"resuming {run} at outer iteration {sampler.outer_iteration}/{config.outer_iterations}")
     else:
         sampler = IDEMSampler(energy, config, device=device)
+        sampler.preflight()  # target and memory checks before anything is written into the run
         if DistContext.detect().is_main:
             run.mkdir(parents=True, exist_ok=True)
             (run / RUN_CONFIG).write_text(json.dumps({"system": energy.name, "config": config.to_dict()}, indent=2))
@@ -486,22 +487,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_guarded(f"idem-md {args.command}", args.func, args)
+
+
+def run_guarded(prog: str, func, *args) -> int:
+    """``func(*args)`` at a command-line edge: user errors, out-of-memory and Ctrl-C become one line on
+    stderr (``PROG: error: ...``) and exit code 2 (130 for Ctrl-C), never a traceback. Returns the exit
+    code (``func``'s own when it returns an int, else 0). The examples' ``__main__`` blocks use it too."""
     from .checkpoint import CheckpointError
     from .energies.base import EnergyEvaluationError
     from .runlock import RunLockedError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        result = func(*args)
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError, RunLockedError,
             NotImplementedError, EnergyEvaluationError, FloatingPointError, IsADirectoryError,
-            PermissionError) as exc:
-        print(f"idem-md {args.command}: error: {exc}", file=sys.stderr)
+            PermissionError, MemoryError) as exc:
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the allocator's: torch.OutOfMemoryError, "DefaultCPUAllocator: can't allocate"
+        if not _is_out_of_memory(exc):
+            raise
+        print(f"{prog}: error: out of memory ({_one_line(exc)[:200]}); reduce batch_size, num_mc_samples, "
+              "estimator_chunk_size, sample_batch_size or -n", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"idem-md {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc)
+    return (type(exc).__name__ == "OutOfMemoryError" or "DefaultCPUAllocator" in text
+            or "out of memory" in text.lower())
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

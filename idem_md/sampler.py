@@ -23,6 +23,8 @@ from .dem.buffer import ReplayBuffer
 from .dem.estimator import estimate_dem_score
 from .dem.schedule import GeometricNoiseSchedule
 from .distributed import DistContext
+from .preflight import (BYTES_PER_FLOAT, MemoryEstimate, activation_bytes_per_configuration, check_memory,
+                        check_target)
 from .dem.sde import integrate_reverse_sde, probability_flow_log_prob, remove_mean, sample_prior
 from .energies.base import Energy
 from .energies.registry import get_energy
@@ -66,6 +68,14 @@ class _StopSignals:
         if self.received == signal.SIGTERM:
             raise SystemExit(128 + signal.SIGTERM)
         raise KeyboardInterrupt
+
+
+def _counted(sizes: list[int], bar) -> Iterable[int]:
+    """Yield each batch size, advancing ``bar`` by it when the caller asks for the next one; close it at the end."""
+    for m in sizes:
+        yield m
+        bar.update(m)
+    bar.close()
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -150,20 +160,26 @@ class IDEMSampler:
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
         # Each rank draws its own noise: rank r uses seed + r * _RANK_SEED_STRIDE.
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed + self.dist.rank * _RANK_SEED_STRIDE)
+        check_memory(MemoryEstimate({"replay buffer (buffer_size)": config.buffer_size * energy.dim * BYTES_PER_FLOAT}),
+                     "the replay buffer", device=self.device)
         self.buffer = ReplayBuffer(config.buffer_size, self.event_shape, device=self.device)
         self.outer_iteration = 0
-        self.counters = {"estimator": 0, "sampling": 0, "evaluation": 0, "correction": 0}
+        self.counters = {"estimator": 0, "sampling": 0, "evaluation": 0, "correction": 0, "target_check": 0}
         self.density = None  # a fitted DensityModel (fit_density), saved with the checkpoint
         self.nonfinite = {"estimator_perturbations": 0, "estimator_rows": 0, "rejected_buffer_candidates": 0}
         self.history: list[dict[str, float]] = []
         self.inner_step = 0  # inner steps done in the current (unfinished) outer iteration
         self._partial = {"loss": 0.0, "ess": 0.0}
+        self._preflight_done = False
 
     # ----------------------------------------------------------------- training
     @property
     def energy_evaluations(self) -> int:
         """Energy evaluations spent so far, all purposes and all ranks together."""
         return sum(self.counters.values())
+
+    #: Consecutive inner steps with estimator ESS 0 (every perturbation of every row non-finite) that stop ``fit``.
+    max_zero_ess_steps: int = 10
 
     def _budget_left(self) -> float:
         if self.config.energy_budget is None:
@@ -199,12 +215,14 @@ class IDEMSampler:
         if isinstance(target, bool) or not isinstance(target, int) or target < 0:
             raise ValueError(f"outer_iterations must be a non-negative int, got {target!r}")
         cfg = self.config
+        self.preflight()
         if len(self.buffer) == 0 and not cfg.pdem:
             self._add_to_buffer(self._prior(self.dist.shard(cfg.samples_per_outer)))
         step_cost = cfg.batch_size * cfg.num_mc_samples  # global, all ranks
         bar = tqdm(total=target, initial=min(self.outer_iteration, target), disable=not (progress and self.dist.is_main),
                    desc=f"iDEM {self.energy.name}", unit="outer")
         last_save = time.monotonic()
+        zero_ess_steps = 0
         with _StopSignals(enabled=checkpoint_path is not None) as stop:
             try:
                 while self.outer_iteration < target and self._budget_left() >= step_cost:
@@ -218,6 +236,9 @@ class IDEMSampler:
                                 f"checkpoint{' at ' + str(checkpoint_path) if checkpoint_path else ''} is kept. "
                                 f"Try a smaller lr or score_clip."
                             )
+                        zero_ess_steps = zero_ess_steps + 1 if step_ess == 0 else 0
+                        if zero_ess_steps >= self.max_zero_ess_steps:
+                            self._raise_dead_estimator(zero_ess_steps, checkpoint_path)
                         self.inner_step += 1
                         self._partial["loss"] += loss
                         self._partial["ess"] += step_ess
@@ -241,6 +262,65 @@ class IDEMSampler:
         if checkpoint_path is not None:
             self.save(checkpoint_path)
         return self.history
+
+    def preflight(self) -> None:
+        """Checks made before training (:mod:`idem_md.preflight`); :meth:`fit` calls it once.
+
+        A fresh sampler's target is evaluated on a first batch (``TargetCheckError`` naming it when
+        nothing is finite, or the energy is constant), and the configuration's memory is estimated
+        (``InsufficientMemoryError`` naming the fields to reduce when it cannot fit).
+        """
+        if self._preflight_done:
+            return
+        if self.outer_iteration == 0 and self.inner_step == 0 and not self.history:
+            self._check_target()  # a fresh run: is the target usable at all?
+        self._check_training_memory()
+        self._preflight_done = True
+
+    def _check_target(self) -> None:
+        """Refuse a target whose energies or forces are non-finite (or constant) on a first batch
+        (``min(batch_size, 16)`` rows of the buffer, else of the prior; a private generator, so the
+        run's random stream is untouched). Counted under ``counters["target_check"]``."""
+        m = min(self.config.batch_size, 16)
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        if len(self.buffer):
+            x, where = self.buffer.contents()[:m], "the replay buffer"
+        else:
+            x = sample_prior(m, self.event_shape, self.schedule, self.mean_free, generator=gen, device=self.device)
+            where = f"the prior (sigma_max={self.config.sigma_max:g}, coordinate_scale={self.config.coordinate_scale:g})"
+        before = self.energy.n_evaluations
+        try:
+            check_target(self.energy, (x * self.config.coordinate_scale).to(self._energy_device()), where)
+        finally:
+            self.counters["target_check"] += self.energy.n_evaluations - before
+
+    def _check_training_memory(self) -> None:
+        """Refuse (one line naming the fields) a training configuration that cannot fit in memory."""
+        cfg, n, d = self.config, self.energy.n_particles, self.energy.spatial_dim
+        B = self.dist.shard(cfg.batch_size)
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        probe = sample_prior(2, self.event_shape, self.schedule, self.mean_free, generator=gen, device=self.device)
+        act = activation_bytes_per_configuration(self.network, probe, torch.full((2,), 0.5, device=self.device))
+        chunk = min(cfg.estimator_chunk_size, B * cfg.num_mc_samples)  # configurations per energy call
+        n_params = sum(p.numel() for p in self.network.parameters())
+        estimate = MemoryEstimate({
+            "network activations (batch_size)": act * B,
+            "estimator chunk (estimator_chunk_size, num_mc_samples)": chunk * 3 * n * d * BYTES_PER_FLOAT,
+            "batch tensors (batch_size)": 8 * B * n * d * BYTES_PER_FLOAT,
+            "reverse-SDE batch (sample_batch_size, samples_per_outer)":
+                3 * min(cfg.sample_batch_size, cfg.samples_per_outer) * n * d * BYTES_PER_FLOAT,
+            "network and optimiser (network_options)": 4 * n_params * BYTES_PER_FLOAT,
+        })
+        check_memory(estimate, f"training {self.energy.name} (batch_size={cfg.batch_size}, "
+                     f"num_mc_samples={cfg.num_mc_samples})", device=self.device)
+
+    def _raise_dead_estimator(self, steps: int, checkpoint_path) -> None:
+        kept = f"; the last good checkpoint at {checkpoint_path} is kept" if checkpoint_path else ""
+        raise FloatingPointError(
+            f"the DEM estimator's ESS was 0 for {steps} consecutive inner steps (outer iteration {self.outer_iteration}, "
+            f"inner step {self.inner_step}): target {self.energy.name!r} returned non-finite energies or forces for "
+            f"every perturbation of every configuration, so nothing is being learned; the run stopped{kept}. Check "
+            "the target around the buffer samples (or a smaller sigma_max / coordinate_scale)")
 
     def _checkpoint_due(self, last_save: float) -> bool:
         every = self.config.checkpoint_every_s
@@ -354,7 +434,9 @@ class IDEMSampler:
         steps = self.config.sde_steps if steps is None else steps
         out = []
         sizes = [min(self.config.sample_batch_size, n - i) for i in range(0, n, self.config.sample_batch_size)]
-        for m in tqdm(sizes, disable=not progress, desc="reverse SDE", unit="batch"):
+        bar = tqdm(total=n, disable=not progress, desc=f"reverse SDE ({steps} steps)", unit="sample",
+                   mininterval=1.0)
+        for m in _counted(sizes, bar):  # the bar advances by m once each batch is done
             x1 = self._prior(m)
             out.append(integrate_reverse_sde(self.score, x1, self.schedule, steps=steps,
                                              diffusion_scale=self.config.diffusion_scale,
@@ -398,6 +480,10 @@ class IDEMSampler:
                           "1000; fewer than ~100 leaves samples far from the target)", stacklevel=2)
         x = self._generate(n, steps, progress) * self.config.coordinate_scale
         finite = torch.isfinite(x).flatten(1).all(1)
+        dim, m = self.energy.dim, min(n, self.config.sample_batch_size)
+        check_memory(MemoryEstimate({"the samples (n)": 3 * n * dim * BYTES_PER_FLOAT,
+                                     "reverse-SDE batch (sample_batch_size)": 3 * m * dim * BYTES_PER_FLOAT}),
+                     f"sampling n={n} configurations of {self.energy.name}", device=self.device)
         n_bad = int((~finite).sum())
         if n_bad > max_failed_fraction * n or n_bad == n:
             raise FloatingPointError(

@@ -332,6 +332,9 @@ class NonFiniteDW4(MultiDoubleWell):
 def test_nonfinite_energies_get_zero_weight_and_are_rejected_from_buffer(bad):
     energy = NonFiniteDW4(bad)
     s = IDEMSampler(energy, config={**TINY, "outer_iterations": 1}, device="cpu")
+    s.preflight()  # the target check's first batch is not the estimator's: count from here
+    assert s.counters["target_check"] == 8
+    energy.bad_in_estimator = 0
     history = s.fit(progress=False)
 
     assert s.outer_iteration == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in history)
