@@ -224,3 +224,31 @@ def test_smc_n_final_draws_fewer_outputs_than_proposals():
     assert len(torch.unique(res.ancestors)) > 2 * len(torch.unique(plain.ancestors))  # fewer duplicates
     with pytest.raises(ValueError, match="n_final"):
         smc(gmm, q, 10, n_final=1)
+
+
+def test_relax_then_mala_leaves_overlaps_behind_where_mala_alone_stays_stuck():
+    """A MALA chain started in a near-overlap rejects every move; relax+mala moves on (pipeline)."""
+    from types import SimpleNamespace
+
+    from idem_md.correct import CorrectionOptions, corrected_samples
+    from idem_md.io import Samples
+    from idem_md.md import default_initial_positions
+
+    lj = get_energy("lj13")
+    x = default_initial_positions(lj).double().reshape(1, 13, 3).repeat(6, 1, 1)
+    x = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x[:, 1] = x[:, 0] + torch.tensor([0.35, 0.0, 0.0], dtype=torch.float64)  # E > 1e4: an overlap
+
+    def sample(n, **kw):
+        return Samples(x[:n].float(), None, {"n_diverged": 0})
+
+    fake = SimpleNamespace(energy=lj, sample=sample, counters={}, outer_iteration=0, density=None)
+    out = {}
+    for method in ("mala", "relax+mala"):
+        opts = CorrectionOptions(method=method, mala_steps=20, relax_steps=10, seed=0)
+        out[method] = corrected_samples(fake, 6, opts, progress=False)
+    assert float(out["mala"].energies.min()) > 1e3  # stuck in the overlap
+    assert float(out["relax+mala"].energies.max()) < -20  # bound clusters
+    info = out["relax+mala"].metadata["correction"]
+    assert info["method"] == "relax+mala" and info["relax"]["n_minimised"] == 6
+    assert info["n_energy_evaluations"] > info["relax"]["n_energy_evaluations"] > 0

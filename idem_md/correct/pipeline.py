@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["CORRECTIONS", "CorrectionOptions", "corrected_samples"]
 
 #: Names accepted by ``idem-md sample --correct``.
-CORRECTIONS = ("none", "relax", "mala", "smc")
+CORRECTIONS = ("none", "relax", "mala", "relax+mala", "smc")
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,12 @@ class CorrectionOptions:
 
     Parameters
     ----------
-    method : {"none", "relax", "mala", "smc"}
+    method : {"none", "relax", "mala", "relax+mala", "smc"}
         ``none``: raw reverse-SDE samples. ``relax``: minimise near-overlaps, then unadjusted
         Langevin (cheap, *not exact*). ``mala``: MALA chains started from the raw samples
-        (exact in the limit of many steps). ``smc``: annealed SMC from the sampler's density
+        (exact in the limit of many steps). ``relax+mala``: ``relax`` first, then MALA from the
+        relaxed configurations (for targets such as LJ-13 whose raw samples contain near-overlaps,
+        where a MALA chain started in an overlap rejects every move). ``smc``: annealed SMC from the sampler's density
         model (:attr:`IDEMSampler.density`) to the target, with log Z (asymptotically exact in
         the number of particles).
     mala_steps : int
@@ -118,16 +120,19 @@ def corrected_samples(sampler: "IDEMSampler", n: int, options: CorrectionOptions
     else:
         raw = sampler.sample(n, steps=steps, compute_energies=False, progress=progress)
         x = raw.positions.double()
-        if opts.method == "relax":
+        spent, summary = 0, {}
+        if opts.method in ("relax", "relax+mala"):
             out = relax(energy, x, langevin_steps=opts.relax_steps, generator=g)
             positions, energies, spent, summary = out.positions, out.energies, out.n_energy_evaluations, out.summary()
-        else:
+            x = positions
+        if opts.method in ("mala", "relax+mala"):
             target = BoltzmannTarget(energy)
             out = mala(target, x, n_steps=opts.mala_steps, warmup=opts.mala_steps // 2,
                        mean_free=target.mean_free, generator=g)
-            positions, energies, spent = out.positions, -out.log_density * energy.kT, target.n_evaluations
-            summary = {"method": "mala", "n_steps": opts.mala_steps, "acceptance_rate": out.acceptance_rate,
-                       "n_energy_evaluations": spent}
+            positions, energies = out.positions, -out.log_density * energy.kT
+            spent += target.n_evaluations
+            summary = {**({"relax": summary} if summary else {}), "method": opts.method, "n_steps": opts.mala_steps,
+                       "acceptance_rate": out.acceptance_rate, "n_energy_evaluations": spent}
         summary["n_diverged"] = raw.metadata.get("n_diverged", 0)
     sampler.counters["correction"] = sampler.counters.get("correction", 0) + spent
     dtype = torch.get_default_dtype()
