@@ -18,7 +18,7 @@ __all__ = ["main", "build_parser", "parse_set_values", "load_config_file", "run_
 RUN_CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "config.json"
 RUN_METRICS = "metrics.jsonl"
-SAMPLE_CORRECTIONS = ("none", "relax", "mala", "smc")  # idem_md.correct.CORRECTIONS, without importing torch
+SAMPLE_CORRECTIONS = ("none", "relax", "mala", "relax+mala", "smc")  # idem_md.correct.CORRECTIONS, without importing torch
 
 
 class CLIError(Exception):

@@ -167,7 +167,7 @@ def test_sample_writes_each_format_and_refuses_overwrite(suffix, companions, tra
     assert main([*args, "--overwrite"]) == 0
 
 
-@pytest.mark.parametrize("method", ["relax", "mala", "smc"])
+@pytest.mark.parametrize("method", ["relax", "mala", "relax+mala", "smc"])
 def test_sample_correct_writes_corrected_samples_with_their_figures(method, trained_run, tmp_path, capsys):
     import shutil
 
@@ -183,6 +183,8 @@ def test_sample_correct_writes_corrected_samples_with_their_figures(method, trai
     assert got.metadata["source"] == f"idem+{method}" and info["method"] == method
     assert info["n_energy_evaluations"] > 16 and f"correction {method}: " in err
     assert got.metadata["energy_evaluations"]["correction"] == info["n_energy_evaluations"]
+    if method == "relax+mala":  # both stages counted: relax's evaluations are part of the total
+        assert 0 < info["relax"]["n_energy_evaluations"] < info["n_energy_evaluations"]
     energy = IDEMSampler.load(run / "checkpoint.pt", device="cpu").energy
     assert torch.allclose(got.energies.double(), energy.energy(got.positions.double()), rtol=1e-4, atol=1e-4)
     if method == "smc":
