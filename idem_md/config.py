@@ -11,6 +11,13 @@ __all__ = ["IDEMConfig", "preset", "PRESETS"]
 
 _LOSS_WEIGHTINGS = ("constant", "h_plus_eps")
 _NETWORKS = ("e3nn", "mlp")
+_SDE_METHODS = ("euler", "heun", "exponential")  # idem_md.dem.sde.INTEGRATORS
+_TIME_GRIDS = ("uniform", "edm", "log_sigma")  # idem_md.dem.schedule.TIME_GRIDS
+
+#: Values that reproduce a stored config's behaviour for fields added after it was written
+#: (:meth:`IDEMConfig.from_dict`): Euler-Maruyama on the uniform grid, the plain estimator.
+LEGACY_VALUES: dict[str, Any] = dict(sde_method="euler", sde_time_grid="uniform", estimator_antithetic=False,
+                                     estimator_cv_scale=None, estimator_target_ess=None)
 
 
 @dataclass
@@ -42,11 +49,21 @@ class IDEMConfig:
     loss_weight_eps: float = 1e-3
     score_clip: float | None = 20.0  # per-particle norm for particle systems, whole-vector norm otherwise
     estimator_chunk_size: int = 65536  # configurations per energy call in the estimator
+    # Estimator variance reduction (idem_md.dem.estimator; benchmarks/estimator_variance.py, docs/results.md)
+    estimator_antithetic: bool = False  # perturbations in pairs z, -z (num_mc_samples even)
+    estimator_cv_scale: float | None = None  # c (working length): blend with the Tweedie form, lambda = c^2/(c^2+h)
+    estimator_target_ess: float | None = None  # adaptive K: stop a row once its ESS reaches this (K at most)
+    estimator_min_mc_samples: int = 100  # round size of the adaptive K
     # Outer loop: reverse SDE refills the buffer
     outer_iterations: int = 100
     samples_per_outer: int = 1000
     buffer_size: int = 10_000
     sde_steps: int = 1000
+    # Reverse-SDE integrator (idem_md.dem.sde; benchmarks/integrators.py, docs/results.md)
+    sde_method: str = "euler"  # "euler" (iDEM's Euler-Maruyama), "heun" (2 network calls a step), "exponential"
+    sde_time_grid: str = "uniform"  # "uniform" in t (iDEM), "edm" (Karras rho grid), "log_sigma"
+    sde_grid_rho: float = 7.0  # rho of the "edm" grid
+    sde_exponential_sigma: float = 0.0  # c of the exponential integrator (working length; 0 freezes the denoiser)
     diffusion_scale: float = 1.0  # eta
     pdem: bool = False  # True: no buffer, x0 drawn from the prior (pDEM)
     # Noise schedule and coordinates
@@ -82,7 +99,14 @@ class IDEMConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "IDEMConfig":
-        return cls().replace(**dict(data))
+        """A config from a stored dict (a checkpoint's). The fields of :data:`LEGACY_VALUES`, added
+        after the first checkpoints were written, take the value that reproduces the behaviour of that
+        time when the dict lacks them, not today's default; other missing fields take the defaults.
+
+        >>> IDEMConfig.from_dict({"sde_steps": 1000}).sde_method
+        'euler'
+        """
+        return cls().replace(**{**LEGACY_VALUES, **dict(data)})
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
@@ -107,6 +131,24 @@ class IDEMConfig:
             _check_float("gaussian_skip_sigma", self.gaussian_skip_sigma, positive=True)
         if not self.sigma_min < self.sigma_max:
             raise ValueError(f"sigma_min ({self.sigma_min}) must be < sigma_max ({self.sigma_max})")
+        _check_choice("sde_method", self.sde_method, _SDE_METHODS)
+        _check_choice("sde_time_grid", self.sde_time_grid, _TIME_GRIDS)
+        _check_float("sde_grid_rho", self.sde_grid_rho, positive=True)
+        _check_float("sde_exponential_sigma", self.sde_exponential_sigma, positive=False)
+        if not isinstance(self.estimator_antithetic, bool):
+            raise TypeError(f"estimator_antithetic must be a bool, got {type(self.estimator_antithetic).__name__}")
+        if self.estimator_antithetic and self.num_mc_samples % 2:
+            raise ValueError(f"estimator_antithetic needs an even num_mc_samples, got {self.num_mc_samples}")
+        if self.estimator_cv_scale is not None:
+            _check_float("estimator_cv_scale", self.estimator_cv_scale, positive=True)
+        if self.estimator_target_ess is not None:
+            _check_float("estimator_target_ess", self.estimator_target_ess, positive=True)
+            if self.estimator_target_ess < 1:
+                raise ValueError(f"estimator_target_ess must be >= 1 (an effective count), got {self.estimator_target_ess}")
+        _check_int("estimator_min_mc_samples", self.estimator_min_mc_samples, minimum=1)
+        if self.estimator_antithetic and self.estimator_target_ess is not None and self.estimator_min_mc_samples % 2:
+            raise ValueError(f"estimator_antithetic with estimator_target_ess needs an even estimator_min_mc_samples, "
+                             f"got {self.estimator_min_mc_samples}")
         if self.loss_weighting not in _LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting must be one of {_LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         if self.network not in _NETWORKS:
@@ -115,6 +157,11 @@ class IDEMConfig:
             raise TypeError(f"pdem must be a bool, got {type(self.pdem).__name__}")
         if not isinstance(self.network_options, dict):
             raise TypeError(f"network_options must be a dict, got {type(self.network_options).__name__}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

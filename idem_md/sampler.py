@@ -368,7 +368,9 @@ class IDEMSampler:
         before = self.energy.n_evaluations
         est = estimate_dem_score(self.energy, x_t, t, self.schedule, cfg.num_mc_samples,
                                  coordinate_scale=cfg.coordinate_scale, score_clip=cfg.score_clip,
-                                 chunk_size=cfg.estimator_chunk_size, generator=self.generator)
+                                 chunk_size=cfg.estimator_chunk_size, generator=self.generator,
+                                 antithetic=cfg.estimator_antithetic, control_variate_scale=cfg.estimator_cv_scale,
+                                 target_ess=cfg.estimator_target_ess, min_mc_samples=cfg.estimator_min_mc_samples)
         self.counters["estimator"] += int(self.dist.sum(self.energy.n_evaluations - before))
         self.nonfinite["estimator_perturbations"] += int(self.dist.sum(est.n_nonfinite))
         self.nonfinite["estimator_rows"] += int(self.dist.sum(est.n_all_nonfinite))
@@ -440,7 +442,10 @@ class IDEMSampler:
             x1 = self._prior(m)
             out.append(integrate_reverse_sde(self.score, x1, self.schedule, steps=steps,
                                              diffusion_scale=self.config.diffusion_scale,
-                                             mean_free=self.mean_free, generator=self.generator))
+                                             mean_free=self.mean_free, generator=self.generator,
+                                             method=self.config.sde_method, time_grid=self.config.sde_time_grid,
+                                             grid_rho=self.config.sde_grid_rho,
+                                             exponential_sigma=self.config.sde_exponential_sigma))
         if not out:
             return torch.zeros((0, *self.event_shape), device=self.device)
         return torch.cat(out)
@@ -458,7 +463,7 @@ class IDEMSampler:
         n : int
             Number of trajectories.
         steps : int, optional
-            Euler-Maruyama steps (default ``config.sde_steps``).
+            Integrator steps (default ``config.sde_steps``; the step rule is ``config.sde_method``).
         compute_energies : bool
             Also evaluate the target's energy of each sample (counted under ``"evaluation"``).
         max_failed_fraction : float

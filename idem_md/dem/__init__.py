@@ -2,8 +2,9 @@
 
 from .buffer import ReplayBuffer
 from .estimator import ScoreEstimate, clip_score, estimate_dem_score
-from .schedule import GeometricNoiseSchedule
+from .schedule import TIME_GRIDS, GeometricNoiseSchedule, time_grid
 from .sde import (
+    INTEGRATORS,
     integrate_probability_flow,
     integrate_reverse_sde,
     prior_log_prob,
@@ -11,9 +12,12 @@ from .sde import (
     remove_mean,
     sample_prior,
     sample_probability_flow,
+    score_evaluations,
 )
 
 __all__ = [
+    "INTEGRATORS",
+    "TIME_GRIDS",
     "GeometricNoiseSchedule",
     "ReplayBuffer",
     "ScoreEstimate",
@@ -26,4 +30,6 @@ __all__ = [
     "remove_mean",
     "sample_prior",
     "sample_probability_flow",
+    "score_evaluations",
+    "time_grid",
 ]

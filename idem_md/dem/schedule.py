@@ -10,7 +10,10 @@ import math
 
 import torch
 
-__all__ = ["GeometricNoiseSchedule"]
+__all__ = ["GeometricNoiseSchedule", "TIME_GRIDS", "time_grid"]
+
+#: Names accepted by :func:`time_grid`.
+TIME_GRIDS = ("uniform", "edm", "log_sigma")
 
 
 class GeometricNoiseSchedule:
@@ -54,5 +57,78 @@ class GeometricNoiseSchedule:
         """Variance h(t) of the forward perturbation kernel, same shape as ``t``."""
         return self.sigma_min**2 * torch.expm1(2.0 * t * self._log_ratio)
 
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Noise standard deviation ``sqrt(h(t))`` (working length), same shape as ``t``."""
+        return self.h(t).sqrt()
+
+    def t_of_h(self, h: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`h`: the time at which the variance is ``h >= 0`` (working length squared)."""
+        return torch.log1p(h / self.sigma_min**2) / (2.0 * self._log_ratio)
+
     def __repr__(self) -> str:
         return f"GeometricNoiseSchedule(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+
+
+def time_grid(schedule: GeometricNoiseSchedule, steps: int, kind: str = "uniform", *, t_end: float = 0.0,
+              rho: float = 7.0) -> torch.Tensor:
+    r"""Decreasing integration times from 1 to ``t_end``, ``(steps + 1,)`` float64.
+
+    Parameters
+    ----------
+    schedule : GeometricNoiseSchedule
+        Maps the noise levels of ``"edm"`` and ``"log_sigma"`` to times.
+    steps : int
+        Number of intervals.
+    kind : {"uniform", "edm", "log_sigma"}
+        ``"uniform"``: uniform in t (iDEM's grid; for the geometric schedule this is uniform in
+        log sigma except near t = 0, so with ``sigma_min = 1e-5`` most steps lie far below any
+        physical length). ``"edm"``: Karras et al. (2022), Eq. 5,
+        :math:`\sigma_i = (\sigma_{hi}^{1/\rho} + \tfrac{i}{N-1}(\sigma_{lo}^{1/\rho} - \sigma_{hi}^{1/\rho}))^\rho`,
+        between uniform in sigma (``rho = 1``) and geometric: compared with ``"uniform"`` it moves
+        steps from the smallest noise levels to large t, where ``g(t)`` and ``h(t)`` change
+        fastest. ``"log_sigma"``: geometric in sigma (the ``rho -> inf`` limit), from ``sigma(1)``
+        down to ``sigma_min`` only. For ``t_end = 0`` the noise levels run from ``sigma(1)`` to the
+        schedule's ``sigma_min`` over ``steps`` points and the last step goes to ``t = 0``
+        (``sigma = 0``); otherwise they run from ``sigma(1)`` to ``sigma(t_end)`` over ``steps + 1``.
+    t_end : float
+        Last time, in ``[0, 1)``.
+    rho : float
+        Exponent of the ``"edm"`` grid (> 0; 7 in EDM).
+
+    Examples
+    --------
+    >>> s = GeometricNoiseSchedule(1e-5, 1.0)
+    >>> [round(float(t), 3) for t in time_grid(s, 4, "uniform")]
+    [1.0, 0.75, 0.5, 0.25, 0.0]
+    >>> g = time_grid(s, 4, "edm")
+    >>> float(g[0]), float(g[-1]), bool((g[1:] < g[:-1]).all())
+    (1.0, 0.0, True)
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if kind not in TIME_GRIDS:
+        raise ValueError(f"time grid must be one of {TIME_GRIDS}, got {kind!r}")
+    if not 0.0 <= t_end < 1.0:
+        raise ValueError(f"t_end must be in [0, 1), got {t_end!r}")
+    if kind == "uniform":
+        return torch.linspace(1.0, t_end, steps + 1, dtype=torch.float64)
+    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
+        raise ValueError(f"rho must be a finite positive number, got {rho!r}")
+    f64 = torch.float64
+    s_hi = float(schedule.sigma(torch.tensor(1.0, dtype=f64)))
+    s_lo = schedule.sigma_min if t_end == 0.0 else float(schedule.sigma(torch.tensor(t_end, dtype=f64)))
+    n_pts = steps if t_end == 0.0 else steps + 1
+    if n_pts == 1:  # one step straight to t_end
+        return torch.tensor([1.0, t_end], dtype=f64)
+    u = torch.linspace(0.0, 1.0, n_pts, dtype=f64)
+    if kind == "edm":
+        sig = (s_hi ** (1 / rho) + u * (s_lo ** (1 / rho) - s_hi ** (1 / rho))) ** rho
+    else:  # log_sigma
+        sig = torch.exp(math.log(s_hi) + u * (math.log(s_lo) - math.log(s_hi)))
+    t = schedule.t_of_h(sig * sig).clamp(0.0, 1.0)
+    t[0] = 1.0
+    if t_end == 0.0:
+        t = torch.cat([t, torch.zeros(1, dtype=f64)])
+    else:
+        t[-1] = t_end
+    return t

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from .schedule import GeometricNoiseSchedule
+from .schedule import time_grid as _time_grid_of
 
 __all__ = [
     "ScoreFn",
@@ -35,7 +36,12 @@ __all__ = [
     "probability_flow_log_prob",
     "sample_probability_flow",
     "EXACT_DIVERGENCE_MAX_DIM",
+    "INTEGRATORS",
+    "score_evaluations",
 ]
+
+#: Step rules of :func:`integrate_reverse_sde` and :func:`integrate_probability_flow`.
+INTEGRATORS = ("euler", "heun", "exponential")
 
 #: ``divergence="auto"`` uses the exact divergence up to this many coordinates, Hutchinson above.
 EXACT_DIVERGENCE_MAX_DIM = 64
@@ -79,11 +85,30 @@ def _time_grid(steps: int, t_end: float = 0.0) -> torch.Tensor:
     return torch.linspace(1.0, t_end, steps + 1, dtype=torch.float64)
 
 
+def _check_method(method: str) -> None:
+    if method not in INTEGRATORS:
+        raise ValueError(f"method must be one of {INTEGRATORS}, got {method!r}")
+
+
+def _grid(schedule: GeometricNoiseSchedule, steps: int, time_grid: str, grid_rho: float, t_end: float = 0.0
+          ) -> tuple[list[float], list[float]]:
+    """Times ``t_i`` (1 -> t_end) and variances ``h(t_i)`` as Python floats (float64 arithmetic)."""
+    times = _time_grid_of(schedule, steps, time_grid, t_end=t_end, rho=grid_rho)
+    return times.tolist(), schedule.h(times).tolist()
+
+
+def _denoised_mean(score: torch.Tensor, x: torch.Tensor, u: float) -> torch.Tensor:
+    """``m = x + u s``: the mean of the Gaussian ``N(m, (u - h) I)`` whose noised score at ``x`` is ``s``."""
+    return x + u * score
+
+
 @torch.no_grad()
 def integrate_reverse_sde(score_fn: ScoreFn, x1: torch.Tensor, schedule: GeometricNoiseSchedule, *,
                           steps: int = 1000, diffusion_scale: float = 1.0, mean_free: bool = False,
-                          generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-    """Euler-Maruyama integration of the reverse SDE from t = 1 to t = 0.
+                          generator: torch.Generator | None = None, callback=None, method: str = "euler",
+                          time_grid: str = "uniform", grid_rho: float = 7.0,
+                          exponential_sigma: float = 0.0) -> torch.Tensor:
+    r"""Integrate the reverse SDE ``dx = -g^2 s dt + eta g dW`` from t = 1 to t = 0.
 
     Parameters
     ----------
@@ -92,29 +117,71 @@ def integrate_reverse_sde(score_fn: ScoreFn, x1: torch.Tensor, schedule: Geometr
     x1 : torch.Tensor
         ``(B, n, d)`` prior samples.
     steps : int
-        Number of uniform steps (1000 in the paper).
+        Number of steps (1000 in the paper).
     diffusion_scale : float
         eta, multiplies the noise term only (as in the iDEM code).
     mean_free : bool
         Remove the centre of mass after every step (particle systems).
+    method : {"euler", "heun", "exponential"}
+        ``"euler"``: Euler-Maruyama in t (iDEM; one score evaluation per step).
+        ``"heun"``: stochastic Heun in sigma = sqrt(h) with the exact noise variance
+        ``h(t_i) - h(t_{i+1})`` (two evaluations per step, one on a last step to sigma = 0).
+        ``"exponential"``: over each step the score is taken as that of a Gaussian
+        ``N(m, c^2 I)`` noised to variance ``u = c^2 + h`` with ``m = x + u s(x, t_i)`` frozen, and
+        the linear SDE is solved exactly:
+        ``x' = m + (u'/u)(x - m) + eta sqrt(u'(u - u')/u) z`` (one evaluation per step; ``c = 0``
+        freezes the denoiser, the DDPM posterior step; exact for any step count when the target
+        is ``N(mu, c^2 I)``).
+    time_grid : {"uniform", "edm", "log_sigma"}
+        The grid of :func:`~idem_md.dem.schedule.time_grid` (``grid_rho`` for ``"edm"``).
+    exponential_sigma : float
+        ``c`` of the exponential integrator (working length, >= 0).
 
     Returns
     -------
     torch.Tensor
         ``(B, n, d)`` samples at t = 0.
+
+    Examples
+    --------
+    >>> s = GeometricNoiseSchedule(1e-3, 2.0)
+    >>> x1 = sample_prior(3, (1, 2), s, mean_free=False, generator=torch.Generator().manual_seed(0))
+    >>> integrate_reverse_sde(lambda x, t: -x / (0.25 + s.h(t)[:, None, None]), x1, s, steps=10,
+    ...                       method="exponential", exponential_sigma=0.5).shape
+    torch.Size([3, 1, 2])
     """
     if not diffusion_scale >= 0:
         raise ValueError(f"diffusion_scale must be >= 0, got {diffusion_scale!r}")
-    times = _time_grid(steps)
+    _check_method(method)
+    if not exponential_sigma >= 0:
+        raise ValueError(f"exponential_sigma must be >= 0, got {exponential_sigma!r}")
+    times, hs = _grid(schedule, steps, time_grid, grid_rho)
     x = x1.clone()
     B = x.shape[0]
+    full = lambda t: torch.full((B,), t, dtype=x.dtype, device=x.device)  # noqa: E731
     for i in range(steps):
-        t, dt = float(times[i]), float(times[i] - times[i + 1])  # dt > 0, stepping backwards in time
-        tt = torch.full((B,), t, dtype=x.dtype, device=x.device)
-        g = float(schedule.g(torch.tensor(t, dtype=torch.float64)))
-        drift = g * g * score_fn(x, tt)
+        t, t_next = times[i], times[i + 1]
+        h, h_next = hs[i], hs[i + 1]
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        x = x + drift * dt + diffusion_scale * g * math.sqrt(dt) * noise
+        if method == "euler":
+            dt = t - t_next  # > 0, stepping backwards in time
+            g = float(schedule.g(torch.tensor(t, dtype=torch.float64)))
+            x = x + g * g * score_fn(x, full(t)) * dt + diffusion_scale * g * math.sqrt(dt) * noise
+        elif method == "exponential":
+            u, u_next = exponential_sigma**2 + h, exponential_sigma**2 + h_next
+            m = _denoised_mean(score_fn(x, full(t)), x, u)
+            x = m + (u_next / u) * (x - m) + diffusion_scale * math.sqrt(u_next * (h - h_next) / u) * noise
+        else:  # heun in sigma: drift dx/dsigma = -2 sigma s, additive noise of variance h - h'
+            sig, sig_next = math.sqrt(h), math.sqrt(h_next)
+            dw = diffusion_scale * math.sqrt(max(h - h_next, 0.0)) * noise
+            d0 = -2.0 * sig * score_fn(x, full(t))
+            x_pred = x + (sig_next - sig) * d0 + dw
+            if sig_next > 0.0:
+                x_pred = remove_mean(x_pred) if mean_free else x_pred
+                d1 = -2.0 * sig_next * score_fn(x_pred, full(t_next))
+                x = x + (sig_next - sig) * 0.5 * (d0 + d1) + dw
+            else:
+                x = x_pred
         if mean_free:
             x = remove_mean(x)
         if callback is not None:
@@ -146,22 +213,60 @@ def _divergence_hutchinson(f_fn, x: torch.Tensor, t: torch.Tensor, eps: torch.Te
 
 def integrate_probability_flow(score_fn: ScoreFn, x: torch.Tensor, schedule: GeometricNoiseSchedule, *,
                                steps: int = 1000, reverse: bool = True, mean_free: bool = False,
-                               t_min: float = 0.0) -> torch.Tensor:
-    """Integrate ``dx/dt = -g(t)^2 s(x, t) / 2`` with Euler steps: from 1 to ``t_min`` when
-    ``reverse`` (sampling), else from ``t_min`` to 1 (encoding data to the prior)."""
-    times = _time_grid(steps, t_min)
+                               t_min: float = 0.0, method: str = "euler", time_grid: str = "uniform",
+                               grid_rho: float = 7.0, exponential_sigma: float = 0.0) -> torch.Tensor:
+    """Integrate ``dx/dt = -g(t)^2 s(x, t) / 2`` from 1 to ``t_min`` when ``reverse`` (sampling),
+    else from ``t_min`` to 1 (encoding data to the prior).
+
+    ``method``, ``time_grid``, ``grid_rho`` and ``exponential_sigma`` as in
+    :func:`integrate_reverse_sde`: ``"euler"`` steps in t; ``"heun"`` is Heun's second-order
+    rule for ``dx/dsigma = -sigma s`` (EDM's Algorithm 1; Euler on a last step to sigma = 0);
+    ``"exponential"`` freezes ``m = x + u s`` and moves ``x' = m + sqrt(u'/u)(x - m)``, exact for
+    the target ``N(m, c^2 I)``. The encoding direction reverses the same grid.
+    """
+    _check_method(method)
+    if not exponential_sigma >= 0:
+        raise ValueError(f"exponential_sigma must be >= 0, got {exponential_sigma!r}")
+    times, hs = _grid(schedule, steps, time_grid, grid_rho, t_end=t_min)
     if not reverse:
-        times = times.flip(0)
+        times, hs = times[::-1], hs[::-1]
     B = x.shape[0]
+    full = lambda t: torch.full((B,), t, dtype=x.dtype, device=x.device)  # noqa: E731
     with torch.no_grad():
         for i in range(steps):
-            t, dt = float(times[i]), float(times[i + 1] - times[i])
-            g = float(schedule.g(torch.tensor(t, dtype=torch.float64)))
-            tt = torch.full((B,), t, dtype=x.dtype, device=x.device)
-            x = x + (-0.5 * g * g) * score_fn(x, tt) * dt
+            t, t_next, h, h_next = times[i], times[i + 1], hs[i], hs[i + 1]
+            if method == "euler":
+                g = float(schedule.g(torch.tensor(t, dtype=torch.float64)))
+                x = x + (-0.5 * g * g) * score_fn(x, full(t)) * (t_next - t)
+            elif method == "exponential":
+                u, u_next = exponential_sigma**2 + h, exponential_sigma**2 + h_next
+                if u <= 0:
+                    raise ValueError("the exponential integrator cannot start from h = 0 with exponential_sigma = 0; "
+                                     "use t_min > 0 or exponential_sigma > 0")
+                m = _denoised_mean(score_fn(x, full(t)), x, u)
+                x = m + math.sqrt(u_next / u) * (x - m)
+            else:  # heun in sigma: dx/dsigma = -sigma s
+                sig, sig_next = math.sqrt(h), math.sqrt(h_next)
+                d0 = -sig * score_fn(x, full(t))
+                x_pred = x + (sig_next - sig) * d0
+                if sig_next > 0.0:
+                    x_pred = remove_mean(x_pred) if mean_free else x_pred
+                    x = x + (sig_next - sig) * 0.5 * (d0 - sig_next * score_fn(x_pred, full(t_next)))
+                else:
+                    x = x_pred
             if mean_free:
                 x = remove_mean(x)
     return x
+
+
+def score_evaluations(method: str, steps: int) -> int:
+    """Score-network evaluations of ``steps`` steps of ``method`` from t = 1 to t = 0 (per sample).
+
+    >>> score_evaluations("heun", 100)
+    199
+    """
+    _check_method(method)
+    return 2 * steps - 1 if method == "heun" else steps
 
 
 def _flow_with_divergence(score_fn: ScoreFn, x: torch.Tensor, schedule: GeometricNoiseSchedule, times: torch.Tensor,

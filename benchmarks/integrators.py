@@ -1,0 +1,178 @@
+"""Sample quality against score evaluations for the reverse-SDE and probability-flow integrators (not a test).
+
+GMM-40 with the EXACT noised score (``GaussianMixture.noised_score``: the mixture with variance ``std^2 + h``), so the
+only error is the integrator's: for every method x time grid x step count, ``--n`` trajectories from the prior are
+compared with ``--n`` exact samples by energy W2, mode total variation (``0.5 * (sum_k |f_k - 1/40| + f_outside)``,
+f_k the fraction nearest mode k within its 1e-4 chi^2 radius), the error of the mean energy (exact mean from 1e6
+samples), and coordinate W2 on the first ``--n-w2`` of them (exact OT is quadratic in memory). The floor is the same
+metrics between two independent exact sample sets of that size. For the ODE also the strong error: the mean distance
+of each end point to that of the same prior point under 2000 Heun steps on the EDM grid (reduced length).
+Settings are the gmm40 preset's (sigma_min 1e-5, sigma_max 1, coordinate_scale 50, eta 1).
+
+    OMP_NUM_THREADS=1 python benchmarks/integrators.py --n 10000 --n-w2 4000 --seeds 1 --out docs/results/integrators_gmm40.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from idem_md import get_energy
+from idem_md.config import preset
+from idem_md.dem import GeometricNoiseSchedule, sample_prior
+from idem_md.dem.sde import integrate_probability_flow, integrate_reverse_sde, score_evaluations
+from idem_md.metrics import coordinate_w2, energy_w2, mode_counts
+
+STEPS = (10, 20, 50, 100, 200, 1000)
+METHODS = ("euler", "heun", "exponential")
+GRIDS = ("uniform", "edm", "log_sigma")
+
+
+@dataclass
+class Row:
+    process: str  # "sde" or "ode"
+    method: str
+    grid: str
+    steps: int
+    nfe: int  # score evaluations per sample
+    seed: int
+    x_w2: float
+    e_w2: float
+    mode_tv: float
+    mean_energy_error: float
+    ode_strong_error: float | None
+    seconds: float
+
+
+def mode_tv(x: torch.Tensor, gmm) -> float:
+    """Total variation between the sample's mode fractions and the uniform 1/M (outside-any-mode mass included)."""
+    counts = mode_counts(x.numpy(), gmm.means.numpy(), std=gmm.std)
+    f = counts / len(x)
+    return float(0.5 * (np.abs(f - 1.0 / len(f)).sum() + (1.0 - f.sum())))
+
+
+def metrics(x_red: torch.Tensor, ref: torch.Tensor, gmm, n_w2: int, mean_e: float) -> tuple[float, ...]:
+    """(coordinate W2, energy W2, mode TV, mean-energy error) of reduced-unit samples ``(N, 2)`` against exact ones."""
+    x_red = x_red[torch.isfinite(x_red).all(1)]
+    e = gmm.energy(x_red[:, None]).double()
+    e_ref = gmm.energy(ref[:, None]).double()
+    xw2 = coordinate_w2(x_red[:n_w2].numpy(), ref[:n_w2].numpy())
+    return xw2, energy_w2(e.numpy(), e_ref.numpy()), mode_tv(x_red, gmm), abs(float(e.mean()) - mean_e)
+
+
+def exact_score_fn(gmm, schedule: GeometricNoiseSchedule, scale: float):
+    """Exact noised score in working coordinates, ``(B, 1, 2), (B,) -> (B, 1, 2)``."""
+    mu = gmm.means.double()  # (M, 2) reduced
+    mu_sq = (mu * mu).sum(1)  # (M,)
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # GaussianMixture.noised_score by one matmul (no (B, M, 2) tensor): the benchmark's hot loop
+        y = x[:, 0].double() * scale  # (B, 2) reduced
+        var = (gmm.std**2 + schedule.h(t.double()) * scale**2)[:, None]  # (B, 1)
+        sq = (y * y).sum(1, keepdim=True) - 2.0 * y @ mu.T + mu_sq  # (B, M)
+        w = torch.softmax(-0.5 * sq / var, dim=1)
+        return ((w @ mu - y) / var * scale).to(x.dtype)[:, None]
+    return score
+
+
+def run(args) -> dict:
+    gmm = get_energy("gmm40").double()
+    cfg = preset("gmm40")
+    scale = cfg.coordinate_scale
+    schedule = GeometricNoiseSchedule(cfg.sigma_min, cfg.sigma_max)
+    score = exact_score_fn(gmm, schedule, scale)
+    rows: list[Row] = []
+    floors = []
+    mean_e = float(gmm.energy(gmm.sample(10**6, generator=torch.Generator().manual_seed(7))[:, None]).mean())
+    for seed in range(args.seeds):
+        g = torch.Generator().manual_seed(1000 + seed)
+        ref = gmm.sample(args.n, generator=g).double()
+        floors.append(metrics(gmm.sample(args.n, generator=g).double(), ref, gmm, args.n_w2, mean_e))
+        x1_ode = sample_prior(args.n, (1, 2), schedule, mean_free=False, generator=g, dtype=torch.float64)
+        x0_ode_ref = integrate_probability_flow(score, x1_ode, schedule, steps=2000, method="heun", time_grid="edm")
+        for process in args.processes:
+            for method in METHODS:
+                for grid in GRIDS:
+                    for steps in args.steps:
+                        x1 = sample_prior(args.n, (1, 2), schedule, mean_free=False, generator=g,
+                                          dtype=torch.float64) if process == "sde" else x1_ode
+                        t0 = time.perf_counter()
+                        if process == "sde":
+                            x0 = integrate_reverse_sde(score, x1, schedule, steps=steps, method=method,
+                                                       time_grid=grid, diffusion_scale=cfg.diffusion_scale,
+                                                       generator=g)
+                        else:
+                            x0 = integrate_probability_flow(score, x1, schedule, steps=steps, method=method,
+                                                            time_grid=grid)
+                        dt = time.perf_counter() - t0
+                        xw2, ew2, tv, de = metrics(x0[:, 0] * scale, ref, gmm, args.n_w2, mean_e)
+                        strong = None if process == "sde" else float((x0 - x0_ode_ref).norm(dim=-1).mean() * scale)
+                        rows.append(Row(process, method, grid, steps, score_evaluations(method, steps), seed,
+                                        xw2, ew2, tv, de, strong, dt))
+                        print(f"{process} {method:11s} {grid:9s} {steps:5d} nfe {rows[-1].nfe:5d}  x-W2 {xw2:.4f}  "
+                              f"E-W2 {ew2:.4f}  modeTV {tv:.4f}  dE {de:.4f}  strong {strong}  ({dt:.1f} s)",
+                              flush=True)
+    floor = np.mean(np.array(floors), axis=0)
+    return dict(
+        command="python benchmarks/integrators.py " + " ".join(args.argv),
+        machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
+        n_samples=args.n, n_w2=args.n_w2, seeds=args.seeds, target="gmm40 exact noised score",
+        schedule=dict(sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, coordinate_scale=scale,
+                      diffusion_scale=cfg.diffusion_scale),
+        floor=dict(x_w2=float(floor[0]), e_w2=float(floor[1]), mode_tv=float(floor[2]),
+                   mean_energy_error=float(floor[3])),
+        rows=[asdict(r) for r in rows],
+    )
+
+
+def summary(result: dict) -> str:
+    """Markdown table: seed-mean metrics per (process, method, grid, steps)."""
+    from collections import defaultdict
+
+    acc = defaultdict(list)
+    for r in result["rows"]:
+        acc[(r["process"], r["method"], r["grid"], r["steps"], r["nfe"])].append(
+            (r["x_w2"], r["e_w2"], r["mode_tv"], r["mean_energy_error"],
+             np.nan if r["ode_strong_error"] is None else r["ode_strong_error"]))
+    lines = ["| process | method | grid | steps | NFE | x-W2 | E-W2 | mode TV | mean-E error | ODE strong error |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for k, v in acc.items():
+        m = np.mean(np.array(v), axis=0)
+        strong = "" if math.isnan(m[4]) else f"{m[4]:.2e}"
+        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {k[4]} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | "
+                     f"{m[3]:.3f} | {strong} |")
+    f = result["floor"]
+    lines.append(f"| exact vs exact | | | | | {f['x_w2']:.3f} | {f['e_w2']:.3f} | {f['mode_tv']:.3f} | "
+                 f"{f['mean_energy_error']:.3f} | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=10000, help="samples per configuration (and exact reference samples)")
+    p.add_argument("--n-w2", type=int, default=4000, help="of which this many enter the coordinate W2")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
+    p.add_argument("--processes", nargs="+", default=["sde", "ode"], choices=["sde", "ode"])
+    p.add_argument("--out", help="JSON output path")
+    args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    torch.set_num_threads(1)
+    result = run(args)
+    print(summary(result))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
