@@ -130,13 +130,15 @@ def _train(args, energy, config, run: Path, device) -> int:
     ckpt = run / RUN_CHECKPOINT
     if ckpt.exists():
         sampler = IDEMSampler.load(ckpt, energy=energy, device=device)
-        mine = {k: v for k, v in config.to_dict().items() if k != "outer_iterations"}
-        theirs = {k: v for k, v in sampler.config.to_dict().items() if k != "outer_iterations"}
+        resumable = ("outer_iterations", "energy_budget")  # a resumed run may go further
+        mine = {k: v for k, v in config.to_dict().items() if k not in resumable}
+        theirs = {k: v for k, v in sampler.config.to_dict().items() if k not in resumable}
         if mine != theirs:
             changed = sorted(k for k in mine if mine[k] != theirs.get(k))
             raise CLIError(f"{run} holds a run with a different config ({', '.join(changed)}); "
                            "use a new --out or the same settings to resume")
-        sampler.config = sampler.config.replace(outer_iterations=config.outer_iterations)
+        sampler.config = sampler.config.replace(outer_iterations=config.outer_iterations,
+                                                energy_budget=config.energy_budget)
         _say(f"resuming {run} at outer iteration {sampler.outer_iteration}/{config.outer_iterations}")
     else:
         sampler = IDEMSampler(energy, config, device=device)

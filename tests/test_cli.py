@@ -259,6 +259,9 @@ def test_train_energy_budget_ends_training(tmp_path, capsys):
     payload = load_checkpoint(run / "checkpoint.pt")
     assert payload["config"]["energy_budget"] == 640
     assert payload["counters"]["estimator"] == 5 * step and payload["outer_iteration"] == 3  # 2 + 2 + 1 steps
-    capsys.readouterr()
+    assert train(run, 50, "--energy-budget", "1152") == 0  # a larger budget resumes the same run
+    payload = load_checkpoint(run / "checkpoint.pt")
+    assert payload["counters"]["estimator"] == 9 * step and payload["config"]["energy_budget"] == 1152
+    assert "resuming" in capsys.readouterr().err
     assert train(tmp_path / "r2", 1, "--energy-budget", "-3") == 2
     assert "--energy-budget must be a positive whole number" in error_line(capsys, "train")
