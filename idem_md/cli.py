@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -503,7 +504,10 @@ def run_guarded(prog: str, func, *args) -> int:
     from .runlock import RunLockedError
 
     try:
-        result = func(*args)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *rest, **kw: print(f"{prog}: warning: {_one_line(message)}",
+                                                                      file=sys.stderr, flush=True)
+            result = func(*args)
         return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError, RunLockedError,
             NotImplementedError, EnergyEvaluationError, FloatingPointError, IsADirectoryError,

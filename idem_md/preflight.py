@@ -141,9 +141,11 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
+        """Sum of the parts, in bytes."""
         return int(sum(self.parts.values()))
 
     def largest(self, k: int = 2) -> list[str]:
+        """Names of the ``k`` largest parts, largest first."""
         return [name for name, _ in sorted(self.parts.items(), key=lambda kv: -kv[1])[:k]]
 
 

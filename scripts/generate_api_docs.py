@@ -19,6 +19,7 @@ MODULES = [
     "idem_md.energies.openmm_bridge",
     "idem_md.config",
     "idem_md.sampler",
+    "idem_md.preflight",
     "idem_md.dem",
     "idem_md.dem.density",
     "idem_md.dem.diagnostics",
