@@ -361,3 +361,111 @@ def test_openmm_energy_accepts_temperature_quantity():
     target = OpenMMEnergy(system, temperature=100.0 * openmm.unit.kelvin, platform="Reference")
     assert target.temperature == 100.0
     assert target.kT_kj_per_mol == pytest.approx(MOLAR_GAS_CONSTANT_KJ_PER_MOL_K * 100.0)
+
+
+# ------------------------------------------------ hooks, not isinstance
+def test_bridges_import_no_concrete_energy_and_base_imports_no_bridge():
+    import subprocess
+    import sys
+
+    code = ("import sys, idem_md.energies.base; assert 'idem_md.bridges.openmm' not in sys.modules "
+            "and 'idem_md.bridges.ase' not in sys.modules and 'openmm' not in sys.modules; "
+            "import idem_md.bridges.openmm, idem_md.bridges.ase, idem_md.energies.openmm_bridge as old; "
+            "assert old.OpenMMEnergy is idem_md.bridges.openmm.OpenMMEnergy")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    src = (Path(__file__).resolve().parents[1] / "idem_md" / "bridges" / "openmm.py").read_text()
+    assert "LennardJonesCluster" not in src and "MultiDoubleWell" not in src and "isinstance(energy, L" not in src
+
+
+@pytest.mark.filterwarnings("ignore:steps=8 reverse-SDE steps")
+def test_user_pair_potential_trains_exports_and_runs_md():
+    """A pair potential written as in a user's script (no library edit) gets training, OpenMM, ASE and MD."""
+    from idem_md import IDEMSampler
+    from idem_md.energies import Energy, PairPotential
+    from idem_md.md import MDConfig, run_md
+
+    class SpringCluster(Energy):
+        """E = sum_{i<j} k (|x_i - x_j| - r0)^2, in reduced units."""
+
+        translation_invariant = True
+
+        def __init__(self, n=4, k=2.0, r0=1.2):
+            super().__init__(n, 3, kT=1.0, name="springs")
+            self.k, self.r0 = k, r0
+
+        def _energy(self, x):
+            i, j = torch.triu_indices(self.n_particles, self.n_particles, 1)
+            r = (x[:, i] - x[:, j]).pow(2).sum(-1).add(1e-12).sqrt()
+            return (self.k * (r - self.r0) ** 2).sum(-1)
+
+        def openmm_pair_potential(self):
+            return PairPotential("k*(sqrt(r2) - r0)^2", {"k": self.k, "r0": self.r0}, "user springs")
+
+    energy = SpringCluster()
+    tiny = dict(batch_size=8, num_mc_samples=16, inner_steps=2, samples_per_outer=8, sde_steps=8, buffer_size=32,
+                outer_iterations=2, sample_batch_size=8,
+                network_options=dict(hidden_irreps="8x0e + 2x1o", n_layers=1, n_radial_basis=4, radial_hidden=8,
+                                     time_embedding_dim=8))
+    sampler = IDEMSampler(energy, config=tiny, device="cpu")
+    assert sampler.mean_free  # the hook, not the particle count, decides
+    sampler.fit(progress=False)
+    samples = sampler.sample(6, progress=False)
+    x = torch.as_tensor(samples.positions, dtype=torch.float64).reshape(6, 4, 3)
+    assert torch.isfinite(x).all()
+    x = x + 0.3 * torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    e = energy.energy(x)
+    # OpenMM: the System built from the hook has the same energies (kJ/mol == reduced) and forces.
+    omm = OpenMMEnergy(energy.to_openmm_system(), temperature=temperature_for_reduced_kT(1.0), platform="Reference")
+    torch.testing.assert_close(omm.energy(x) * omm.kT_kj_per_mol, e, rtol=1e-9, atol=1e-9)
+    # ASE: the generic calculator (eV == reduced energy).
+    for b in range(3):
+        atoms = energy.to_ase_atoms(x[b])
+        atoms.calc = energy.to_ase_calculator()
+        assert atoms.get_potential_energy() == pytest.approx(float(e[b]), rel=1e-12)
+    # MD: OpenMM through the hook, and the torch BAOAB engine, agree with energy() of their samples.
+    assert energy.default_md_engine == "openmm"
+    for engine in ("openmm", "torch"):
+        run = run_md(energy, 20, MDConfig(n_equilibration_steps=200, thinning=20, engine=engine), progress=False)
+        assert run.metadata["engine"] == engine
+        torch.testing.assert_close(run.energies, energy.energy(run.positions.double()), rtol=1e-5, atol=1e-5)
+
+
+def test_energy_without_openmm_form_says_which_hook_to_override():
+    with pytest.raises(NotImplementedError, match="openmm_pair_potential"):
+        get_energy("gmm40").to_openmm_system()
+    assert get_energy("gmm40").default_md_engine == "torch"
+
+
+def _lj_pdb_like_system():
+    system = openmm.System()
+    nb = openmm.NonbondedForce()
+    for _ in range(3):
+        system.addParticle(39.9)
+        nb.addParticle(0.0, 0.34, 0.99)
+    system.addForce(nb)
+    return system, nb
+
+
+def test_openmm_energy_refuses_constraints_periodic_boxes_virtual_sites_and_massless_particles():
+    system, _ = _lj_pdb_like_system()
+    assert OpenMMEnergy(system, 120.0, platform="Reference").translation_invariant
+    constrained, _ = _lj_pdb_like_system()
+    constrained.addConstraint(0, 1, 0.38)
+    with pytest.raises(ValueError, match="1 constraints"):
+        OpenMMEnergy(constrained, 120.0)
+    periodic, nb = _lj_pdb_like_system()
+    nb.setNonbondedMethod(openmm.NonbondedForce.PME)
+    with pytest.raises(ValueError, match="periodic boundary conditions.*NonbondedForce"):
+        OpenMMEnergy(periodic, 120.0)
+    virtual, _ = _lj_pdb_like_system()
+    virtual.setParticleMass(2, 0.0)
+    virtual.setVirtualSite(2, openmm.TwoParticleAverageSite(0, 1, 0.5, 0.5))
+    with pytest.raises(ValueError, match="1 virtual sites"):
+        OpenMMEnergy(virtual, 120.0)
+    massless, _ = _lj_pdb_like_system()
+    massless.setParticleMass(1, 0.0)
+    with pytest.raises(ValueError, match="zero mass"):
+        OpenMMEnergy(massless, 120.0)
+    external, _ = _lj_pdb_like_system()
+    external.addForce(openmm.CustomExternalForce("x^2"))
+    assert not OpenMMEnergy(external, 120.0).translation_invariant  # an external field

@@ -174,11 +174,12 @@ class ASELangevinEngine(MDEngine):
         return np.array([e]), (self.atoms.get_forces()[:, : self.d] / self.scale)[None]
 
     def thermalize(self) -> None:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+        from ase.md import velocitydistribution as vd
 
-        MaxwellBoltzmannDistribution(self.atoms, temperature_K=self.temperature, rng=self.rng)
+        draw = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution  # ASE >= 3.28 / older
+        draw(self.atoms, temperature_K=self.temperature, rng=self.rng)
         if self.shift_invariant:
-            Stationary(self.atoms)
+            vd.Stationary(self.atoms)
 
     def metadata(self) -> dict[str, Any]:
         import ase
