@@ -14,7 +14,7 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SCRIPTS = ("lj13_vs_openmm", "custom_ase_calculator", "custom_openmm_system")
+SCRIPTS = ("lj13_vs_openmm", "custom_ase_calculator", "custom_openmm_system", "alanine_dipeptide")
 
 
 @pytest.fixture(autouse=True)
@@ -182,6 +182,45 @@ def test_custom_openmm_system_fast(tmp_path, capsys):
     n = _load("custom_openmm_system").FAST["n_samples"]
     assert len(md) == n and md.metadata["source"] == "md"
     assert float(md.energies.mean()) == pytest.approx(result["mean_energy"]["MD"], rel=1e-6)
+
+
+def test_alanine_dipeptide_fast(tmp_path, capsys):
+    import mdtraj
+
+    out = tmp_path / "aldp"
+    result = _run_fast("alanine_dipeptide", out)
+    expected = [f"{stem}.{ext}" for stem in ("idem_aldp", "idem_aldp_corrected", "md_aldp") for ext in ("dcd", "pdb", "json")]
+    expected += ["ramachandran.png", "energy_histogram.png", "comparison.md", "checkpoint.pt"]
+    stdout = capsys.readouterr().out
+    _assert_written(out, result, expected, stdout)
+    _assert_docstring_lists("alanine_dipeptide", expected)
+    traj = mdtraj.load(str(out / "md_aldp.dcd"), top=str(out / "md_aldp.pdb"))  # real atoms, not placeholders
+    assert traj.n_atoms == 22 and {a.element.symbol for a in traj.topology.atoms} == {"H", "C", "N", "O"}
+    assert len(mdtraj.compute_phi(traj)[0]) == 1
+    basins = result["basins"]
+    assert set(basins) == {"iDEM raw", "iDEM + relax", "MD (OpenMM)"}
+    n = _load("alanine_dipeptide").FAST["n_samples"]
+    assert all(b.n == n for b in basins.values()) and "dF right-left" in result["table"]
+
+
+def test_alanine_dipeptide_basins_and_angles():
+    """The example's phi (through mdtraj) is the force field's own dihedral, and the basin split counts right."""
+    import torch
+
+    from idem_md.energies.alanine import PHI_ATOMS, PSI_ATOMS, AlanineDipeptide
+    from idem_md.energies.forcefield import dihedral
+
+    ex = _load("alanine_dipeptide")
+    aldp = AlanineDipeptide()
+    x = aldp.initial_positions() + 0.02 * torch.randn(5, 22, 3, generator=torch.Generator().manual_seed(0),
+                                                      dtype=torch.float64)
+    phi, psi = ex.ramachandran(x.numpy(), aldp.topology)
+    ours = dihedral(x, torch.tensor([PHI_ATOMS, PSI_ATOMS]))
+    assert np.allclose(phi, ours[:, 0].numpy(), atol=1e-5) and np.allclose(psi, ours[:, 1].numpy(), atol=1e-5)
+    b = ex.basin_free_energies(np.array([1.0, -1.5, -1.5, -1.5]), np.array([0.0, 2.5, 2.5, -0.5]))
+    assert (b.n, b.p_right, b.p_alpha_r) == (4, 0.25, pytest.approx(1 / 3))
+    assert b.dF_right_left == pytest.approx(np.log(3.0)) and b.dF_alphaR_beta == pytest.approx(np.log(2.0))
+    assert ex.ramachandran_tvd((phi, psi), (phi, psi)) == 0.0
 
 
 def test_plain_langevin_loop_samples_the_boltzmann_distribution():
