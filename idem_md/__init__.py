@@ -15,18 +15,22 @@ __all__ = [
     "Energy",
     "IDEMConfig",
     "IDEMSampler",
+    "MDConfig",
     "Samples",
     "available_energies",
     "evaluate",
     "compare_with_md",
     "get_energy",
     "preset",
+    "run_md",
+    "run_md_with_budget",
     "__version__",
 ]
 
 # Heavier pieces (mdtraj, ASE, POT, matplotlib) load on first use.
 _LAZY = {"Samples": ".io", "evaluate": ".evaluation", "compare_with_md": ".evaluation",
-         "ASEEnergy": ".energies", "OpenMMEnergy": ".energies"}
+         "ASEEnergy": ".energies", "OpenMMEnergy": ".energies",
+         "MDConfig": ".md", "run_md": ".md", "run_md_with_budget": ".md"}
 
 
 def __getattr__(name: str):
