@@ -167,8 +167,9 @@ def _train(args, energy, config, run: Path, device) -> int:
     if sampler.dist.is_main:
         from .plots import save_figure, training_curves
 
-        (run / "plots").mkdir(parents=True, exist_ok=True)
-        save_figure(training_curves(sampler.history), run / "plots" / "training_curves.png", overwrite=True)
+        if sampler.history:  # no curves to draw after 0 outer iterations
+            (run / "plots").mkdir(parents=True, exist_ok=True)
+            save_figure(training_curves(sampler.history), run / "plots" / "training_curves.png", overwrite=True)
         _say(f"trained {energy.name}: {sampler.outer_iteration} outer iterations, "
              f"{sampler.energy_evaluations:,} energy evaluations; checkpoint {ckpt}, log {log_path}")
     return 0
@@ -277,7 +278,9 @@ def cmd_md(args) -> int:
     target = _target(args)
     energy = target.energy
     check_output_path(args.out, args.overwrite)
-    run = run_md(energy, args.n, MDConfig(seed=args.seed, timestep=args.timestep), progress=not args.quiet)
+    config = MDConfig(seed=args.seed, timestep=args.timestep, friction=args.friction, engine=args.engine,
+                      n_chains=args.chains)
+    run = run_md(energy, args.n, config, progress=not args.quiet)
     written = run.to_samples().save(args.out, overwrite=args.overwrite)
     write_topology_beside(written, target)
     _say(f"MD: {run.n_samples} samples, thinning {run.thinning} steps, {run.n_energy_evaluations:,} energy "
@@ -452,7 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-n", type=int, required=True, help="number of samples")
     m.add_argument("--out", required=True, metavar="FILE")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--timestep", type=float, default=0.005, help="reduced time units (ps); default 0.005")
+    m.add_argument("--timestep", type=float, default=0.005, help="reduced time units (ps); default 0.005 (a "
+                   "molecule with unconstrained hydrogens needs about 0.001 ps)")
+    m.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (reduced: 1/time); default 1")
+    m.add_argument("--engine", choices=["auto", "openmm", "ase", "torch"], default="auto",
+                   help="MD engine; auto: OpenMM where the target has a System, ASE for ASE targets, else torch BAOAB")
+    m.add_argument("--chains", type=int, default=1, help="independent chains, batched by the torch engine (auto picks it for > 1); default 1")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--quiet", action="store_true")
     m.set_defaults(func=cmd_md)

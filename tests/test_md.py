@@ -361,6 +361,7 @@ def test_any_energy_runs_torch_baoab_and_gmm40_gets_a_baseline():
     assert run.n_energy_evaluations == m["n_steps"] * 8 + m["n_minimization_evaluations"] + m["n_setup_evaluations"]
     with pytest.raises(ValueError, match="n_chains must be 1"):
         run_md(get_energy("dw4"), 2, MDConfig(**SHORT, n_chains=2, engine="openmm"), progress=False)
+    assert run_md(get_energy("dw4"), 4, MDConfig(**SHORT, n_chains=2), progress=False).metadata["engine"] == "torch"
 
 
 def test_progress_bar_covers_every_phase_and_quiet_silences_it(capsys):

@@ -82,8 +82,9 @@ class MDConfig:
         ``"ase"`` (ASE's ``Langevin`` on ``energy.to_ase_atoms`` / ``to_ase_calculator``)
         or ``"torch"`` (batched BAOAB Langevin over ``energy.energy_and_forces``, unit masses).
     n_chains : int
-        Independent chains run side by side (``engine="torch"`` only; each frame gives
-        ``n_chains`` samples and each step costs ``n_chains`` evaluations).
+        Independent chains run side by side by the torch engine (``engine="auto"`` picks it
+        when ``n_chains > 1``; the others refuse): each frame gives ``n_chains`` samples and
+        each step costs ``n_chains`` evaluations.
     max_energy_rise_per_dof : float
         Blow-up bound: the run stops with :class:`MDBlowUpError` when an energy exceeds
         the lowest energy seen by this many kT per degree of freedom (an equilibrium run

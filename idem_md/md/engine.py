@@ -261,11 +261,14 @@ def _resolve_platform_name(platform: str | None, n_particles: int) -> str:
 
 # ------------------------------------------------------------------ choice
 def make_engine(energy: Energy, config: MDConfig, x0: Any) -> MDEngine:
-    """The engine ``config.engine`` names (``"auto"``: ``energy.default_md_engine``) at ``x0`` ``(C, n, d)``."""
+    """The engine ``config.engine`` names at ``x0`` ``(C, n, d)``; ``"auto"``: ``energy.default_md_engine``,
+    or ``"torch"`` when ``config.n_chains > 1``."""
     from .integrators import ASELangevinEngine, TorchLangevinEngine
 
     engines = {"openmm": OpenMMEngine, "torch": TorchLangevinEngine, "ase": ASELangevinEngine}
     name = energy.default_md_engine if config.engine == "auto" else config.engine
+    if config.engine == "auto" and config.n_chains > 1:
+        name = "torch"  # the only engine that batches chains
     if name not in engines:
         raise ValueError(f"{type(energy).__name__}.default_md_engine must be one of {sorted(engines)}, got {name!r}")
     return engines[name](energy, config, np.asarray(x0, dtype=np.float64))
