@@ -460,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (reduced: 1/time); default 1")
     m.add_argument("--engine", choices=["auto", "openmm", "ase", "torch"], default="auto",
                    help="MD engine; auto: OpenMM where the target has a System, ASE for ASE targets, else torch BAOAB")
-    m.add_argument("--chains", type=int, default=1, help="independent chains, batched by the torch engine (auto picks it for > 1); default 1")
+    m.add_argument("--chains", type=int, default=1,
+                   help="independent chains, batched by the torch engine (auto picks it for > 1); default 1")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--quiet", action="store_true")
     m.set_defaults(func=cmd_md)
