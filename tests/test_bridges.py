@@ -469,3 +469,11 @@ def test_openmm_energy_refuses_constraints_periodic_boxes_virtual_sites_and_mass
     external, _ = _lj_pdb_like_system()
     external.addForce(openmm.CustomExternalForce("x^2"))
     assert not OpenMMEnergy(external, 120.0).translation_invariant  # an external field
+
+
+def test_public_validate_and_home_device_for_other_modules():
+    lj = get_energy("lj13")
+    assert lj.validate(torch.zeros(2, 39)).shape == (2, 13, 3)
+    assert lj.home_device() == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"positions must have shape \(B, 39\) or \(B, 13, 3\)"):
+        lj.validate(torch.zeros(2, 12), "positions")

@@ -74,7 +74,7 @@ class EnergyCalculator(Calculator):
         pos = self.atoms.get_positions()  # (n_atoms, 3) Angstrom = reduced length
         if pos.shape[0] != n:
             raise ValueError(f"atoms must hold {n} atoms for {self.target.name}, got {pos.shape[0]}")
-        device = self.target._device() or torch.device("cpu")  # the energy's own device
+        device = self.target.home_device()
         x = torch.as_tensor(pos[:, :d], dtype=torch.float64, device=device)[None]  # (1, n, d)
         e, f = self.target.energy_and_forces(x)
         scale = self.target.ase_energy_unit_ev  # eV per energy unit (1 for reduced units)

@@ -255,6 +255,15 @@ class Energy(torch.nn.Module):
         return e.detach(), -grad
 
     # ------------------------------------------------------------ validation
+    def validate(self, x: Any, argname: str = "x") -> torch.Tensor:
+        """``x`` checked (tensor, float32/64, shape, device, finite) and reshaped to ``(B, n, d)``;
+        a one-line ``TypeError`` / ``ValueError`` naming ``argname`` otherwise."""
+        return self._validate(x, argname)
+
+    def home_device(self) -> torch.device:
+        """The device of this energy's buffers (CPU when it has none): where to put its inputs."""
+        return self._device() or torch.device("cpu")
+
     def _validate(self, x: Any, argname: str = "x") -> torch.Tensor:
         n, d = self.n_particles, self.spatial_dim
         expected = f"(B, {self.dim}) or (B, {n}, {d})"

@@ -44,7 +44,7 @@ class TorchLangevinEngine(MDEngine):
 
     def __init__(self, energy: Energy, config: MDConfig, x0: np.ndarray):
         super().__init__(energy, config, x0)
-        self.device = energy._device() or torch.device("cpu")
+        self.device = energy.home_device()
         floats = [b.dtype for b in energy.buffers() if b.is_floating_point()]
         self.dtype = floats[0] if floats else torch.float64
         seeds = engine_seeds(config.seed)
