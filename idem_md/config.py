@@ -195,9 +195,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                  samples_per_outer=128, score_clip=20.0, network_options=dict(radial_max=8.0)),
     # Alanine dipeptide (nm, kT; not in the paper): working unit 1 A (coordinate_scale 0.1 nm), noise from
     # bond-length jitter (0.01 A) to the molecule's size (3 A); ff14SB bonds give forces of ~1000 kT/A per A of
-    # stretch, so the per-particle score clip is far above the pair systems' 20; pair distances reach ~8 A.
+    # stretch, so the per-particle score clip is above the pair systems' 20; pair distances reach ~8 A. Without
+    # the Tweedie blend (estimator_cv_scale) and the Gaussian skip every reverse-SDE sample of a 100-step run
+    # diverged (all 128 buffer candidates non-finite from the second outer iteration; measured, docs/results.md).
     "aldp": dict(sigma_min=0.01, sigma_max=3.0, coordinate_scale=0.1, diffusion_scale=1.0, num_mc_samples=500,
-                 score_clip=1000.0, network_options=dict(radial_max=8.0)),
+                 score_clip=200.0, estimator_cv_scale=0.3, gaussian_skip_sigma=1.0,
+                 network_options=dict(radial_max=8.0)),
 }
 PRESETS["alaninedipeptide"] = PRESETS["aldp"]
 _GENERIC_PARTICLE = dict(PRESETS["lj13"])
