@@ -94,7 +94,8 @@ def available_memory(device: torch.device | str = "cpu") -> int | None:
     """Bytes this process can still allocate on ``device`` (None when unknown).
 
     CPU: the smaller of ``MemAvailable`` (``/proc/meminfo``) and the cgroup limit minus use.
-    CUDA: the free memory reported by ``torch.cuda.mem_get_info``. ``IDEM_MD_AVAILABLE_MEMORY``
+    CUDA: the free memory reported by ``torch.cuda.mem_get_info``, plus memory that torch's caching
+    allocator reserved but does not use. ``IDEM_MD_AVAILABLE_MEMORY``
     (bytes) overrides both, e.g. for tests.
     """
     override = os.environ.get("IDEM_MD_AVAILABLE_MEMORY")
@@ -102,8 +103,9 @@ def available_memory(device: torch.device | str = "cpu") -> int | None:
         return int(float(override))
     device = torch.device(device)
     if device.type == "cuda":
-        try:
-            return int(torch.cuda.mem_get_info(device)[0])
+        try:  # free on the device, plus what torch's caching allocator holds but does not use
+            held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return int(torch.cuda.mem_get_info(device)[0] + held)
         except RuntimeError:
             return None
     found = [b for b in (_proc_meminfo_available(), _cgroup_available()) if b is not None]

@@ -56,8 +56,14 @@ class RunLock:
         self.created_dir = False
 
     def acquire(self) -> "RunLock":
-        self.created_dir = not self.path.parent.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        run = self.path.parent
+        if run.exists() and not run.is_dir():
+            raise FileExistsError(f"{run} is a file, not a run directory; choose another --out")
+        self.created_dir = not run.exists()
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PermissionError(f"cannot create the run directory {run}: {err.strerror}") from None
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(2):
             try:

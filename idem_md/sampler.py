@@ -8,6 +8,7 @@ SDE with the frozen network and push the new samples into the replay buffer.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import warnings
 import threading
@@ -23,8 +24,8 @@ from .dem.buffer import ReplayBuffer
 from .dem.estimator import estimate_dem_score
 from .dem.schedule import GeometricNoiseSchedule
 from .distributed import DistContext
-from .preflight import (BYTES_PER_FLOAT, MemoryEstimate, activation_bytes_per_configuration, check_memory,
-                        check_target)
+from .preflight import (BYTES_PER_FLOAT, InsufficientMemoryError, MemoryEstimate, activation_bytes_per_configuration,
+                        check_memory, check_target)
 from .dem.sde import integrate_reverse_sde, probability_flow_log_prob, remove_mean, sample_prior
 from .energies.base import Energy
 from .energies.registry import get_energy
@@ -292,7 +293,7 @@ class IDEMSampler:
         try:
             check_target(self.energy, (x * self.config.coordinate_scale).to(self._energy_device()), where)
         finally:
-            self.counters["target_check"] += self.energy.n_evaluations - before
+            self.counters["target_check"] += int(self.dist.sum(self.energy.n_evaluations - before))
 
     def _check_training_memory(self) -> None:
         """Refuse (one line naming the fields) a training configuration that cannot fit in memory."""
@@ -311,8 +312,18 @@ class IDEMSampler:
                 3 * min(cfg.sample_batch_size, cfg.samples_per_outer) * n * d * BYTES_PER_FLOAT,
             "network and optimiser (network_options)": 4 * n_params * BYTES_PER_FLOAT,
         })
-        check_memory(estimate, f"training {self.energy.name} (batch_size={cfg.batch_size}, "
-                     f"num_mc_samples={cfg.num_mc_samples})", device=self.device)
+        if self.device.type == "cpu":  # the processes of this node share its memory
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if self.dist.enabled else 1
+            estimate = MemoryEstimate({name: b * local for name, b in estimate.parts.items()})
+        refused = None
+        try:
+            check_memory(estimate, f"training {self.energy.name} (batch_size={cfg.batch_size}, "
+                         f"num_mc_samples={cfg.num_mc_samples})", device=self.device)
+        except InsufficientMemoryError as exc:
+            refused = exc
+        if self.dist.any(refused is not None):  # every rank stops together (no rank left in a collective)
+            raise refused or InsufficientMemoryError(f"training {self.energy.name}: another rank ran out of memory "
+                                                     "in the pre-flight estimate; reduce batch_size")
 
     def _raise_dead_estimator(self, steps: int, checkpoint_path) -> None:
         kept = f"; the last good checkpoint at {checkpoint_path} is kept" if checkpoint_path else ""
@@ -480,15 +491,15 @@ class IDEMSampler:
         if not 0 <= max_failed_fraction <= 1:
             raise ValueError(f"max_failed_fraction must be in [0, 1], got {max_failed_fraction!r}")
         steps = self.config.sde_steps if steps is None else steps
+        dim, m = self.energy.dim, min(n, self.config.sample_batch_size)
+        check_memory(MemoryEstimate({"the samples (n)": 3 * n * dim * BYTES_PER_FLOAT,
+                                     "reverse-SDE batch (sample_batch_size)": 3 * m * dim * BYTES_PER_FLOAT}),
+                     f"sampling n={n} configurations of {self.energy.name}", device=self.device)
         if isinstance(steps, int) and steps < 20:
             warnings.warn(f"steps={steps} reverse-SDE steps is far too few for accurate samples (the paper uses "
                           "1000; fewer than ~100 leaves samples far from the target)", stacklevel=2)
         x = self._generate(n, steps, progress) * self.config.coordinate_scale
         finite = torch.isfinite(x).flatten(1).all(1)
-        dim, m = self.energy.dim, min(n, self.config.sample_batch_size)
-        check_memory(MemoryEstimate({"the samples (n)": 3 * n * dim * BYTES_PER_FLOAT,
-                                     "reverse-SDE batch (sample_batch_size)": 3 * m * dim * BYTES_PER_FLOAT}),
-                     f"sampling n={n} configurations of {self.energy.name}", device=self.device)
         n_bad = int((~finite).sum())
         if n_bad > max_failed_fraction * n or n_bad == n:
             raise FloatingPointError(

@@ -333,6 +333,28 @@ def _cases() -> list[Case]:
         "--out", str(_fresh(w, "s") / "x.npz"), "--quiet"), "clear error", "steps")
     add("cli argument", "sample --out x.foo", lambda w: cli("sample", str(run(w)), "-n", "4", "--out",
         str(w / "x.foo")), "clear error", r"\.foo|suffix")
+    out = lambda w: str(_fresh(w, "o") / "x.npz")  # noqa: E731 - a fresh output path
+    for extra, says in [(("--steps", "-1"), "steps"), (("--correct", "mala", "--mala-steps", "-5"), "mala_steps"),
+                        (("--correct", "smc", "--oversample", "0"), "oversample"),
+                        (("--correct", "smc", "--anneal", "--cess-target", "2"), "cess_target"),
+                        (("--correct", "relax", "--relax-steps", "-1"), "relax_steps")]:
+        add("cli argument", f"sample {' '.join(extra)}", lambda w, e=extra: cli("sample", str(run(w)), "-n", "5",
+            *e, "--out", out(w), "--quiet"), "clear error", says)
+    add("cli argument", "sample --out a directory", lambda w: cli("sample", str(run(w)), "-n", "5", "--out",
+        str(w), "--quiet"), "clear error", "suffix")
+    add("cli argument", "train --set network_options.bogus=3", lambda w: cli("train", "--system", "dw4", "--out",
+        str(_fresh(w, "t") / "r"), "--set", "network_options.bogus=3"), "clear error", "bogus")
+    add("cli argument", "train --out an existing file", lambda w: cli("train", "--system", "dw4", "--out",
+        str(_sample_file(w, "s.npz")), "--quiet", *TINY_SET), "clear error", "is a file")
+    add("cli argument", "train --out in an unwritable place", lambda w: cli("train", "--system", "dw4", "--out",
+        "/proc/idem_md_run", "--quiet", *TINY_SET), "clear error", "cannot create the run directory")
+    for extra, says in [(("--batches", "0"), "n_batches"), (("--batch-size", "0"), "batch_size")]:
+        add("cli argument", f"evaluate {' '.join(extra)}", lambda w, e=extra: cli("evaluate",
+            str(_sample_file(w, "e.npz")), "--system", "dw4", *e), "clear error", says)
+    for extra, says in [(("-n", "0"), "n_samples"), (("--timestep", "-1"), "timestep"),
+                        (("--timestep", "nan"), "timestep")]:
+        add("cli argument", f"md {' '.join(extra)}", lambda w, e=extra: cli("md", "--system", "dw4", "-n", "5", *e,
+            "--out", out(w), "--quiet"), "clear error", says)
     add("cli argument", "evaluate missing file", lambda w: cli("evaluate", str(w / "none.xyz"), "--system", "dw4"),
         "clear error", "none.xyz")
     add("cli argument", "evaluate file of another system", lambda w: cli("evaluate",

@@ -133,3 +133,13 @@ def test_sample_progress_counts_samples(capsys):
     s.sample(12, progress=True, steps=20)
     err = capsys.readouterr().err
     assert "reverse SDE (20 steps)" in err and "12/12" in err
+
+
+def test_train_zero_outer_iterations_is_a_valid_run_without_plot(tmp_path, capsys):
+    from idem_md.cli import main
+
+    run = tmp_path / "r"
+    assert main(["train", "--system", "dw4", "--out", str(run), "--quiet", *hostile.TINY_SET,
+                 "--outer-iterations", "0"]) == 0
+    assert "trained dw4: 0 outer iterations" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").is_file() and not (run / "plots").exists()

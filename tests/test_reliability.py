@@ -130,7 +130,8 @@ def test_hard_kill_leaves_loadable_checkpoint_and_resume_continues_exactly(tmp_p
     # never partial. A leftover temporary file is never read.
     names = {p.name for p in run.iterdir()}
     leftovers = {n for n in names if TEMP_CHECKPOINT.match(n)}
-    assert names - leftovers <= {"checkpoint.pt", "config.json", "metrics.jsonl", "run.lock"}  # a dead holder's lock
+    # run.lock: the dead holder's; system.json: the target's description (idem_md.targets)
+    assert names - leftovers <= {"checkpoint.pt", "config.json", "system.json", "metrics.jsonl", "run.lock"}
     assert "checkpoint.pt" in names and "checkpoint.pt" not in leftovers
     payload = load_checkpoint(ckpt)
     k = payload["outer_iteration"]
