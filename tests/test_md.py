@@ -369,3 +369,12 @@ def test_progress_bar_covers_every_phase_and_quiet_silences_it(capsys):
     assert capsys.readouterr().err == ""
     run_md(get_energy("dw4"), 3, MDConfig(n_equilibration_steps=2000, thinning=10), progress=True)
     assert "MD dw4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["torch", "ase"])
+def test_engines_count_every_force_evaluation(engine):
+    energy = get_energy("dw4")
+    energy.reset_counter()
+    run = run_md(energy, 10, MDConfig(n_equilibration_steps=300, thinning=20, engine=engine), progress=False)
+    assert run.n_energy_evaluations == energy.n_evaluations  # what the energy itself counted
+    assert run.n_energy_evaluations >= 300 + 10 * 20 + run.metadata["n_minimization_evaluations"]
