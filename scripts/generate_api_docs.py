@@ -15,6 +15,9 @@ from pathlib import Path
 MODULES = [
     "idem_md",
     "idem_md.energies",
+    "idem_md.energies.forcefield",
+    "idem_md.energies.alanine",
+    "idem_md.targets",
     "idem_md.bridges",
     "idem_md.bridges.ase",
     "idem_md.bridges.openmm",
