@@ -94,10 +94,9 @@ def _check_config(config: Any) -> MDConfig:
 def _start(energy: Energy, config: MDConfig, initial_positions: Any) -> np.ndarray:
     """Starting positions ``(C, n, d)``: the given ones (``(n, d)``, flat, or ``(C, n, d)``) or the energy's."""
     n, d, c = energy.n_particles, energy.spatial_dim, config.n_chains
-    if initial_positions is None:
-        seeds = engine_seeds(config.seed)
-        x = default_initial_positions(energy, seed=int(seeds[2])).numpy()
-        return np.repeat(x[None], c, axis=0)
+    if initial_positions is None:  # chain i starts from the energy's configuration for seed + i
+        seed = int(engine_seeds(config.seed)[2])
+        return np.stack([default_initial_positions(energy, seed=seed + i).numpy() for i in range(c)])
     x = initial_positions
     arr = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
     if arr.shape in ((n, d), (n * d,)):
