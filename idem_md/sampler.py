@@ -24,8 +24,8 @@ from .dem.buffer import ReplayBuffer
 from .dem.estimator import estimate_dem_score
 from .dem.schedule import GeometricNoiseSchedule
 from .distributed import DistContext
-from .preflight import (BYTES_PER_FLOAT, InsufficientMemoryError, MemoryEstimate, activation_bytes_per_configuration,
-                        check_memory, check_target)
+from .preflight import (BYTES_PER_FLOAT, InsufficientMemoryError, MemoryEstimate, TargetCheckError,
+                        activation_bytes_per_configuration, check_memory, check_target)
 from .dem.sde import integrate_reverse_sde, probability_flow_log_prob, remove_mean, sample_prior
 from .energies.base import Energy
 from .energies.registry import get_energy
@@ -281,7 +281,8 @@ class IDEMSampler:
     def _check_target(self) -> None:
         """Refuse a target whose energies or forces are non-finite (or constant) on a first batch
         (``min(batch_size, 16)`` rows of the buffer, else of the prior; a private generator, so the
-        run's random stream is untouched). Counted under ``counters["target_check"]``."""
+        run's random stream is untouched). Under torch.distributed rank 0 evaluates and every rank
+        stops with it. Counted under ``counters["target_check"]``."""
         m = min(self.config.batch_size, 16)
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
         if len(self.buffer):
@@ -289,11 +290,16 @@ class IDEMSampler:
         else:
             x = sample_prior(m, self.event_shape, self.schedule, self.mean_free, generator=gen, device=self.device)
             where = f"the prior (sigma_max={self.config.sigma_max:g}, coordinate_scale={self.config.coordinate_scale:g})"
-        before = self.energy.n_evaluations
-        try:
-            check_target(self.energy, (x * self.config.coordinate_scale).to(self._energy_device()), where)
-        finally:
-            self.counters["target_check"] += int(self.dist.sum(self.energy.n_evaluations - before))
+        before, failure = self.energy.n_evaluations, None
+        if self.dist.is_main:
+            try:
+                check_target(self.energy, (x * self.config.coordinate_scale).to(self._energy_device()), where)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after every rank has heard of it
+                failure = exc
+        self.counters["target_check"] += int(self.dist.sum(self.energy.n_evaluations - before))
+        if self.dist.any(failure is not None):
+            raise failure or TargetCheckError(f"the target check of {self.energy.name!r} failed on rank 0 "
+                                              "(its message says why)")
 
     def _check_training_memory(self) -> None:
         """Refuse (one line naming the fields) a training configuration that cannot fit in memory."""
