@@ -9,6 +9,15 @@ metrics between two independent exact sample sets of that size. For the ODE also
 of each end point to that of the same prior point under 2000 Heun steps on the EDM grid (reduced length).
 Settings are the gmm40 preset's (sigma_min 1e-5, sigma_max 1, coordinate_scale 50, eta 1).
 
+With ``--checkpoint RUN/checkpoint.pt --reference FILE.npy`` the reverse-SDE sweep runs with that trained sampler's
+network (its own schedule and eta) and compares ``--n`` samples with the reference rows by energy W2 and
+interatomic-distance W2 (1D, quantile matching; DW-4: ../shared/reference/test_split_DW4.npy, centred here):
+
+    idem-md train --system dw4 --out /tmp/h3_dw4 --outer-iterations 5
+    python benchmarks/integrators.py --checkpoint /tmp/h3_dw4/checkpoint.pt \
+        --reference ../shared/reference/test_split_DW4.npy --n 2000 --steps 20 50 100 200 1000 \
+        --out docs/results/integrators_dw4.json
+
     OMP_NUM_THREADS=1 python benchmarks/integrators.py --n 10000 --n-w2 4000 --seeds 1 --out docs/results/integrators_gmm40.json
 """
 
@@ -82,6 +91,15 @@ def exact_score_fn(gmm, schedule: GeometricNoiseSchedule, scale: float):
     return score
 
 
+def _methods(methods: list[str], exponential_sigmas: list[float]) -> list[tuple[str, float]]:
+    """(method, exponential_sigma) pairs of the sweep: every method with c = 0, then the exponential one per c."""
+    return [(m, 0.0) for m in methods] + [("exponential", c) for c in exponential_sigmas]
+
+
+def _label(method: str, c: float) -> str:
+    return method if c == 0.0 else f"{method} c={c:g}"
+
+
 def run(args) -> dict:
     gmm = get_energy("gmm40").double()
     cfg = preset("gmm40")
@@ -98,8 +116,8 @@ def run(args) -> dict:
         x1_ode = sample_prior(args.n, (1, 2), schedule, mean_free=False, generator=g, dtype=torch.float64)
         x0_ode_ref = integrate_probability_flow(score, x1_ode, schedule, steps=2000, method="heun", time_grid="edm")
         for process in args.processes:
-            for method in METHODS:
-                for grid in GRIDS:
+            for method, c in _methods(args.methods, args.exponential_sigma):
+                for grid in args.grids:
                     for steps in args.steps:
                         x1 = sample_prior(args.n, (1, 2), schedule, mean_free=False, generator=g,
                                           dtype=torch.float64) if process == "sde" else x1_ode
@@ -107,14 +125,14 @@ def run(args) -> dict:
                         if process == "sde":
                             x0 = integrate_reverse_sde(score, x1, schedule, steps=steps, method=method,
                                                        time_grid=grid, diffusion_scale=cfg.diffusion_scale,
-                                                       generator=g)
+                                                       generator=g, exponential_sigma=c)
                         else:
                             x0 = integrate_probability_flow(score, x1, schedule, steps=steps, method=method,
-                                                            time_grid=grid)
+                                                            time_grid=grid, exponential_sigma=c)
                         dt = time.perf_counter() - t0
                         xw2, ew2, tv, de = metrics(x0[:, 0] * scale, ref, gmm, args.n_w2, mean_e)
                         strong = None if process == "sde" else float((x0 - x0_ode_ref).norm(dim=-1).mean() * scale)
-                        rows.append(Row(process, method, grid, steps, score_evaluations(method, steps), seed,
+                        rows.append(Row(process, _label(method, c), grid, steps, score_evaluations(method, steps), seed,
                                         xw2, ew2, tv, de, strong, dt))
                         print(f"{process} {method:11s} {grid:9s} {steps:5d} nfe {rows[-1].nfe:5d}  x-W2 {xw2:.4f}  "
                               f"E-W2 {ew2:.4f}  modeTV {tv:.4f}  dE {de:.4f}  strong {strong}  ({dt:.1f} s)",
@@ -130,6 +148,64 @@ def run(args) -> dict:
                    mean_energy_error=float(floor[3])),
         rows=[asdict(r) for r in rows],
     )
+
+
+def _w2_1d(a: np.ndarray, b: np.ndarray, n_q: int = 10000) -> float:
+    """1D W2 (with the root) by quantile matching on ``n_q`` mid-point levels (any sizes)."""
+    q = (np.arange(n_q) + 0.5) / n_q
+    return float(np.sqrt(np.mean((np.quantile(a, q) - np.quantile(b, q)) ** 2)))
+
+
+def _pair_distances(x: torch.Tensor) -> np.ndarray:
+    """Pooled interatomic distances of ``(N, n, d)`` configurations."""
+    i, j = torch.triu_indices(x.shape[1], x.shape[1], 1)
+    return (x[:, i] - x[:, j]).norm(dim=-1).flatten().double().numpy()
+
+
+def run_trained(args) -> dict:
+    """The reverse-SDE sweep with a trained sampler's network against reference samples."""
+    from idem_md import IDEMSampler
+
+    sampler = IDEMSampler.load(args.checkpoint, device="cpu")
+    energy = sampler.energy
+    ref = torch.as_tensor(np.load(args.reference), dtype=torch.float32).reshape(-1, energy.n_particles,
+                                                                                energy.spatial_dim)
+    ref = ref - ref.mean(1, keepdim=True)  # the DW-4 split is not centred
+    e_ref = energy.energy(ref).double().numpy()
+    rows = []
+    base = sampler.config
+    for method, c in _methods(args.methods, args.exponential_sigma):
+        for grid in args.grids:
+            for steps in args.steps:
+                sampler.config = base.replace(sde_method=method, sde_time_grid=grid, sde_exponential_sigma=c)
+                sampler.generator.manual_seed(1000)
+                t0 = time.perf_counter()
+                smp = sampler.sample(args.n, steps=steps, progress=False, compute_energies=False,
+                                     max_failed_fraction=1.0)
+                dt = time.perf_counter() - t0
+                x = smp.positions if torch.is_tensor(smp.positions) else torch.as_tensor(smp.positions)
+                e = energy.energy(x.float()).double().numpy()
+                ok = np.isfinite(e)
+                ew2 = _w2_1d(e[ok], e_ref) if ok.any() else float("nan")
+                dw2 = _w2_1d(_pair_distances(x[torch.from_numpy(ok)]), _pair_distances(ref)) if ok.any() else float("nan")
+                rows.append(dict(process="sde", method=_label(method, c), grid=grid, steps=steps,
+                                 nfe=score_evaluations(method, steps), e_w2=ew2, d_w2=dw2,
+                                 n_kept=int(ok.sum()), seconds=dt))
+                print(f"{_label(method, c):11s} {grid:9s} {steps:5d} nfe {rows[-1]['nfe']:5d}  E-W2 {ew2:.4f}  "
+                      f"dist-W2 {dw2:.4f}  kept {int(ok.sum())}  ({dt:.1f} s)", flush=True)
+    sampler.config = base
+    return dict(command="python benchmarks/integrators.py " + " ".join(args.argv),
+                machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
+                n_samples=args.n, n_reference=len(ref), checkpoint=str(args.checkpoint),
+                outer_iterations=sampler.outer_iteration, diffusion_scale=base.diffusion_scale, rows=rows)
+
+
+def summary_trained(result: dict) -> str:
+    lines = ["| method | grid | steps | NFE | E-W2 | distance W2 | finite samples |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['method']} | {r['grid']} | {r['steps']} | {r['nfe']} | {r['e_w2']:.3f} | {r['d_w2']:.4f} | "
+                     f"{r['n_kept']} |")
+    return "\n".join(lines)
 
 
 def summary(result: dict) -> str:
@@ -163,12 +239,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
     p.add_argument("--processes", nargs="+", default=["sde", "ode"], choices=["sde", "ode"])
+    p.add_argument("--exponential-sigma", type=float, nargs="*", default=[], metavar="C",
+                   help="also run the exponential integrator with these exponential_sigma (working length)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--grids", nargs="+", default=list(GRIDS), choices=list(GRIDS))
+    p.add_argument("--checkpoint", help="a trained sampler's checkpoint (then --reference is required)")
+    p.add_argument("--reference", help="reference samples .npy (rows: flattened configurations)")
     p.add_argument("--out", help="JSON output path")
     args = p.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     torch.set_num_threads(1)
-    result = run(args)
-    print(summary(result))
+    if args.checkpoint:
+        if not args.reference:
+            p.error("--checkpoint needs --reference")
+        result = run_trained(args)
+        print(summary_trained(result))
+    else:
+        result = run(args)
+        print(summary(result))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(result, fh, indent=1)

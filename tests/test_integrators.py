@@ -252,3 +252,19 @@ def test_sampler_passes_the_integrator_choice_through():
                           network=net, device="cpu")
     sampler.sample(4, compute_energies=False, progress=False)
     assert net.calls == score_evaluations("heun", 5) == 9
+
+
+def test_the_integrator_benchmark_uses_the_exact_gmm40_noised_score():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from integrators import exact_score_fn
+
+    from idem_md import get_energy
+
+    gmm, s = get_energy("gmm40").double(), GeometricNoiseSchedule(1e-5, 1.0)
+    x = torch.randn(300, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.4  # working
+    t = torch.rand(300, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    want = gmm.noised_score(x[:, 0] * 50.0, s.h(t) * 50.0**2) * 50.0
+    torch.testing.assert_close(exact_score_fn(gmm, s, 50.0)(x, t)[:, 0], want, rtol=1e-10, atol=1e-8)
