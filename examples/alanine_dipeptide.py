@@ -56,7 +56,7 @@ RELAX_MAX_FORCE_KT_PER_NM = 5000.0
 
 #: Settings of the real run (see the module docstring).
 NORMAL: dict[str, Any] = dict(
-    idem=dict(batch_size=64, num_mc_samples=128, inner_steps=25, outer_iterations=20, samples_per_outer=64,
+    idem=dict(batch_size=64, num_mc_samples=128, inner_steps=25, outer_iterations=40, samples_per_outer=64,
               buffer_size=2000, sde_steps=100, sample_batch_size=500,
               network_options=dict(hidden_irreps="16x0e + 4x1o", n_layers=2, n_radial_basis=12, radial_hidden=32,
                                    time_embedding_dim=16)),
