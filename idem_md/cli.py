@@ -112,7 +112,13 @@ def cmd_train(args) -> int:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     target = _target(args)
     energy = target.energy
-    config = preset(energy.name, particle_system=energy.is_particle_system, **_training_overrides(args))
+    try:
+        config = preset(energy.name, particle_system=energy.is_particle_system, cpu=getattr(args, "cpu_preset", False),
+                        **_training_overrides(args))
+    except ValueError as exc:
+        if getattr(args, "cpu_preset", False) and "CPU preset" in str(exc):
+            raise CLIError(f"--cpu-preset: {exc}") from None
+        raise
     config = _with_target_network(config, target)
     args.target = target
     run = Path(args.out)
@@ -411,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, metavar="S")
     t.add_argument("--energy-budget", type=float, metavar="N", help="stop training once the DEM estimator has spent "
                    "N energy evaluations (e.g. 2e8); the run's other evaluations are counted beside it")
+    t.add_argument("--cpu-preset", action="store_true", help="shrunken settings measured for a CPU (lj13, lj55: "
+                   "smaller batch, network and refill; idem_md.config.CPU_PRESETS), then --config/--set on top")
     t.add_argument("--nproc", type=int, metavar="N", help="launch N local processes with torchrun (gloo on CPU)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

@@ -265,3 +265,17 @@ def test_train_energy_budget_ends_training(tmp_path, capsys):
     assert "resuming" in capsys.readouterr().err
     assert train(tmp_path / "r2", 1, "--energy-budget", "-3") == 2
     assert "--energy-budget must be a positive whole number" in error_line(capsys, "train")
+
+
+def test_train_cpu_preset_applies_the_shrunken_settings_and_refuses_systems_without_one(tmp_path, capsys):
+    from idem_md.config import CPU_PRESETS, preset
+
+    cfg = preset("lj13", cpu=True, batch_size=8)
+    assert cfg.batch_size == 8 and cfg.sde_steps == CPU_PRESETS["lj13"]["sde_steps"] != preset("lj13").sde_steps
+    assert cfg.network_options["hidden_irreps"] == "16x0e + 4x1o" and cfg.sigma_max == preset("lj13").sigma_max
+    assert preset("lj55", cpu=True).network_options["radial_max"] == 8.0  # the paper preset's options are kept
+    with pytest.raises(ValueError, match="no CPU preset for system 'dw4'"):
+        preset("dw4", cpu=True)
+    assert main(["train", "--system", "dw4", "--cpu-preset", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "--cpu-preset: cpu=True: no CPU preset for system 'dw4'" in error_line(capsys, "train")
+    assert not (tmp_path / "r").exists()
