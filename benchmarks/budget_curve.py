@@ -2,7 +2,9 @@
 and plain MALA chains, on the same axis; writes docs/results/budget_<tag>.json and docs/img/budget_<tag>.png.
 
     python benchmarks/budget_curve.py --system dw4 --run runs/budget_dw4 --tag dw4 \\
-        --idem-budgets 1e7 3e7 1e8 2e8 --baseline-budgets 1e5 1e6 1e7 1e8
+        --idem-budgets 1e7 3e7 1e8 2e8 --baseline-budgets 1e5 3e5 1e6 3e6 1e7 3e7
+    python benchmarks/budget_curve.py --system lj13 --run runs/lj13_cpu --tag lj13 --seed 0 --skip md mala \\
+        --idem-budgets 96007696 --mala-steps 3000 --set batch_size=128 ...   # the CPU run's own --set values
 
 Every energy evaluation of a point is counted: iDEM's training (the CLI run resumed with a larger
 ``--energy-budget`` for each point, so one run supplies every iDEM point), its correction (MALA, or
@@ -74,7 +76,7 @@ def idem_points(args, energy, refs, rng) -> list[Point]:
     for budget in sorted(args.idem_budgets):
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "idem_md", "train", "--system", args.system, "--out", str(args.run),
-               "--outer-iterations", "100000", "--energy-budget", str(int(budget)), "--quiet", "--seed", "1"]
+               "--outer-iterations", "100000", "--energy-budget", str(int(budget)), "--quiet", "--seed", str(args.seed)]
         for kv in args.set:
             cmd += ["--set", kv]
         subprocess.run(cmd, check=True)
@@ -84,7 +86,7 @@ def idem_points(args, energy, refs, rng) -> list[Point]:
         wall = time.perf_counter() - t0
         out.append(score("idem_raw", raw.positions, energy, refs, train_evals, wall, rng))
         method = "relax+mala" if args.system.startswith("lj") else "mala"
-        opts = CorrectionOptions(method=method, mala_steps=args.mala_steps, relax_steps=args.mala_steps, seed=0)
+        opts = CorrectionOptions(method=method, mala_steps=args.mala_steps, relax_steps=args.relax_steps, seed=0)
         t1 = time.perf_counter()
         corr = corrected_samples(s, args.n, opts, progress=False)
         spent = corr.metadata["correction"]["n_energy_evaluations"]
@@ -159,7 +161,9 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-budgets", type=float, nargs="*", default=[])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="iDEM config override")
     p.add_argument("-n", type=int, default=1000, help="iDEM samples per point")
-    p.add_argument("--mala-steps", type=int, default=100)
+    p.add_argument("--mala-steps", type=int, default=100, help="MALA steps of the iDEM correction")
+    p.add_argument("--relax-steps", type=int, default=100, help="Langevin steps of relax (relax+mala, LJ systems)")
+    p.add_argument("--seed", type=int, default=1, help="training seed of the iDEM run")
     p.add_argument("--mala-chains", type=int, default=1000)
     p.add_argument("--md-timestep", type=float, default=0.005)
     p.add_argument("--skip", nargs="*", default=[], choices=["idem", "md", "mala"])
