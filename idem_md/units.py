@@ -14,6 +14,12 @@ Mapping used by the bridges *out* of idem_md (reduced -> engine):
   ``k_B * T = kT`` in kJ/mol, i.e. ``T = kT / MOLAR_GAS_CONSTANT_KJ_PER_MOL_K``.
 * ASE: one reduced length unit is one Angstrom and one reduced energy unit is
   one eV.
+
+Sample files (:mod:`idem_md.samples`: ``.xyz``, ``.dcd`` + ``.pdb``, ``.npz``) use one convention for
+reduced systems in every format: one reduced length unit is one Angstrom in the file
+(:data:`REDUCED_LENGTH_IN_FILES_ANGSTROM`), so the numbers in a file are the reduced coordinates; real
+systems (``Energy.length_unit`` ``"nm"`` or ``"angstrom"``) are written in their engine's unit
+(docs/units.md).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 __all__ = [
     "REDUCED_LENGTH_IN_NM",
     "REDUCED_LENGTH_IN_ANGSTROM",
+    "REDUCED_LENGTH_IN_FILES_ANGSTROM",
     "ANGSTROM_PER_NM",
     "NM_PER_ANGSTROM",
     "KJ_PER_MOL_PER_EV",
@@ -39,6 +46,9 @@ __all__ = [
 REDUCED_LENGTH_IN_NM: float = 1.0
 #: Angstrom per reduced length unit in ASE calculators and .xyz files.
 REDUCED_LENGTH_IN_ANGSTROM: float = 1.0
+#: Angstrom per reduced length unit in every sample file (.xyz, .dcd, .pdb): the numbers in the file are the
+#: reduced coordinates (mdtraj, which holds nanometres, gets ``x * REDUCED_LENGTH_IN_FILES_ANGSTROM * NM_PER_ANGSTROM``).
+REDUCED_LENGTH_IN_FILES_ANGSTROM: float = 1.0
 #: Angstrom in one nanometre.
 ANGSTROM_PER_NM: float = 10.0
 #: Nanometres in one Angstrom.

@@ -1,4 +1,4 @@
-"""Tests for idem_md.io: Samples and its .npz / .xyz / .dcd round trips."""
+"""Tests for idem_md.samples (idem_md.io): Samples and its .npz / .xyz / .dcd round trips and length units."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from idem_md import get_energy
-from idem_md.io import REDUCED_LENGTH_IN_ANGSTROM, REDUCED_LENGTH_IN_NM, SUPPORTED_SUFFIXES, Samples
+from idem_md.io import SUPPORTED_SUFFIXES, Samples
+from idem_md.units import ANGSTROM_PER_NM, NM_PER_ANGSTROM, REDUCED_LENGTH_IN_FILES_ANGSTROM
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FORMATS = [".npz", ".xyz", ".dcd"]
@@ -113,7 +114,8 @@ def test_to_mdtraj_topology_and_padding():
     assert (t.n_frames, t.n_atoms, t.n_residues) == (3, 4, 4)
     assert {r.name for r in t.topology.residues} == {"DW"}
     assert {a.element.symbol for a in t.topology.atoms} == {"Ar"}
-    np.testing.assert_allclose(t.xyz[..., :2], s.positions.numpy() * REDUCED_LENGTH_IN_NM, atol=1e-6)
+    nm = REDUCED_LENGTH_IN_FILES_ANGSTROM * NM_PER_ANGSTROM  # one reduced unit is 1 A = 0.1 nm in mdtraj
+    np.testing.assert_allclose(t.xyz[..., :2], s.positions.numpy() * nm, atol=1e-7)
     assert np.all(t.xyz[..., 2] == 0)
     assert {r.name for r in _make("lj13", n=1).to_mdtraj().topology.residues} == {"LJ"}
 
@@ -154,7 +156,7 @@ def test_npz_round_trip_empty_set(tmp_path: Path):
         s.save(tmp_path / "e.xyz")
 
 
-def test_dcd_readable_by_mdtraj_in_nm(tmp_path: Path):
+def test_dcd_readable_by_mdtraj_one_reduced_unit_one_angstrom(tmp_path: Path):
     import mdtraj as md
 
     s = _make("lj13", n=7)
@@ -162,7 +164,8 @@ def test_dcd_readable_by_mdtraj_in_nm(tmp_path: Path):
     assert _listing(tmp_path) == ["traj.dcd", "traj.json", "traj.pdb"]
     t = md.load(str(tmp_path / "traj.dcd"), top=str(tmp_path / "traj.pdb"))
     assert (t.n_frames, t.n_atoms) == (7, 13)
-    np.testing.assert_allclose(t.xyz, s.positions.numpy() * REDUCED_LENGTH_IN_NM, atol=1e-6)
+    np.testing.assert_allclose(t.xyz * ANGSTROM_PER_NM, s.positions.numpy() * REDUCED_LENGTH_IN_FILES_ANGSTROM,
+                               atol=1e-5)  # the Angstrom in the file are the reduced coordinates
     pdb_top = md.load(str(tmp_path / "traj.pdb"))
     assert pdb_top.n_atoms == 13 and pdb_top.topology.atom(0).element.symbol == "Ar"
 
@@ -174,7 +177,8 @@ def test_xyz_readable_by_ase_in_angstrom(tmp_path: Path):
     s.save(tmp_path / "t.xyz")
     frames = ase.io.read(str(tmp_path / "t.xyz"), index=":")
     assert len(frames) == 3 and len(frames[0]) == 4
-    np.testing.assert_allclose(frames[1].positions[:, :2], s.positions[1].numpy() * REDUCED_LENGTH_IN_ANGSTROM, atol=1e-6)
+    np.testing.assert_allclose(frames[1].positions[:, :2], s.positions[1].numpy() * REDUCED_LENGTH_IN_FILES_ANGSTROM,
+                               atol=1e-6)
     assert frames[0].get_potential_energy() == pytest.approx(float(s.energies[0]))
     assert frames[0].info["system"] == "dw4"  # readable copy of a simple metadata entry
 
@@ -378,3 +382,82 @@ def test_output_path_in_an_unwritable_directory_is_refused_before_any_work():
 
     with pytest.raises(PermissionError, match="directory /proc is not writable"):
         check_output_path("/proc/samples.npz")
+
+
+# ------------------------------------------------------------- one length convention (#15.5)
+def _file_angstrom(path: Path) -> np.ndarray:
+    """The coordinates a trajectory file holds, in Angstrom, read without idem_md."""
+    if path.suffix == ".xyz":
+        import ase.io
+
+        return np.stack([a.positions for a in ase.io.read(str(path), index=":")])
+    import mdtraj as md
+
+    return md.load(str(path), top=str(path.with_suffix(".pdb"))).xyz.astype(np.float64) * ANGSTROM_PER_NM
+
+
+@pytest.mark.parametrize("system", ["lj13", "dw4"])
+def test_xyz_dcd_npz_round_trip_gives_identical_coordinates(system: str, tmp_path: Path):
+    s = _make(system, n=5)
+    current = s
+    for suffix in (".xyz", ".dcd", ".npz", ".xyz"):  # each load feeds the next save
+        current.save(tmp_path / f"{len(list(tmp_path.iterdir()))}{suffix}")
+        current = Samples.load(sorted(tmp_path.glob(f"*{suffix}"))[-1])
+        np.testing.assert_allclose(current.positions.numpy(), s.positions.numpy(), rtol=0, atol=2e-6)
+    # and the numbers in the two trajectory files agree: no factor 10 between .xyz and .dcd
+    s.save(tmp_path / "same.xyz")
+    s.save(tmp_path / "same.dcd")
+    a, b = _file_angstrom(tmp_path / "same.xyz"), _file_angstrom(tmp_path / "same.dcd")
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a[..., : s.spatial_dim], s.positions.numpy(), rtol=0, atol=1e-6)
+
+
+def test_real_system_lengths_in_the_engine_unit(tmp_path: Path):
+    x = torch.randn(3, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))  # nm
+    s = Samples(x, None, {"system": "my_molecule", "length_unit": "nm"})
+    for suffix in (".xyz", ".dcd"):
+        s.save(tmp_path / f"m{suffix}")
+        np.testing.assert_allclose(_file_angstrom(tmp_path / f"m{suffix}"), x.numpy() * ANGSTROM_PER_NM, atol=1e-5)
+        back = Samples.load(tmp_path / f"m{suffix}")
+        assert back.length_unit == "nm"
+        np.testing.assert_allclose(back.positions.numpy(), x.numpy(), atol=1e-6)
+    (tmp_path / "m.json").unlink()  # a foreign DCD: the caller names the unit
+    np.testing.assert_allclose(Samples.load(tmp_path / "m.dcd", length_unit="nm").positions.numpy(), x.numpy(),
+                               atol=1e-6)
+    np.testing.assert_allclose(Samples.load(tmp_path / "m.dcd").positions.numpy(), 10 * x.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="length_unit must be one of"):
+        Samples(x, None, {"length_unit": "furlong"}).save(tmp_path / "bad.xyz")
+
+
+def test_version_1_dcd_files_still_load_in_their_convention(tmp_path: Path):
+    """Files written before the single convention held one reduced unit as one nanometre."""
+    s = _make("lj13", n=3)
+    as_nm = Samples(s.positions, s.energies, {**s.metadata, "length_unit": "nm"})  # what version 1 wrote
+    as_nm.save(tmp_path / "old.dcd")
+    side = json.loads((tmp_path / "old.json").read_text())
+    side["format_version"] = 1
+    side.pop("length_unit")
+    side["metadata"].pop("length_unit")
+    (tmp_path / "old.json").write_text(json.dumps(side))
+    back = Samples.load(tmp_path / "old.dcd")
+    np.testing.assert_allclose(back.positions.numpy(), s.positions.numpy(), atol=1e-6)
+    assert back.metadata == s.metadata
+
+
+@pytest.mark.parametrize("shape", ["flat", "nested"])
+def test_npy_position_arrays_of_either_shape(shape: str, tmp_path: Path):
+    x = np.random.default_rng(2).normal(size=(5, 13, 3))
+    np.save(tmp_path / "p.npy", x.reshape(5, 39) if shape == "flat" else x)
+    s = Samples.load(tmp_path / "p.npy", n_particles=13, spatial_dim=3)
+    assert s.positions.shape == (5, 13, 3) and np.array_equal(s.positions.numpy(), x)
+
+
+def test_samples_from_an_energy_with_a_physical_unit_record_it():
+    class _Nm:
+        name, n_particles, spatial_dim, kT, length_unit = "toy", 2, 3, 1.0, "nm"
+
+        def energy(self, x):
+            return (x**2).flatten(1).sum(1)
+
+    s = Samples.from_array(torch.ones(4, 6), 2, 3, energy=_Nm())
+    assert s.length_unit == "nm" and torch.equal(s.energies, torch.full((4,), 6.0))

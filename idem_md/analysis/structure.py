@@ -1,8 +1,8 @@
 """Structural analysis of sample sets with mdtraj: trajectories, pair distances, radial distributions.
 
 Sample sets become :class:`mdtraj.Trajectory` objects through
-:meth:`idem_md.io.Samples.to_mdtraj` (one argon atom per particle, one reduced
-length unit = one nanometre, :data:`idem_md.io.REDUCED_LENGTH_IN_NM`; 2D systems
+:meth:`idem_md.samples.Samples.to_mdtraj` (one argon atom per particle, one reduced
+length unit = one Angstrom = 0.1 nm, :data:`idem_md.units.REDUCED_LENGTH_IN_FILES_ANGSTROM`; 2D systems
 get z = 0). Every function here takes and returns **reduced** lengths: the
 conversion to and from mdtraj's nanometres happens only inside, through that
 constant.
@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .io import REDUCED_LENGTH_IN_NM, Samples
+from ..samples import Samples
+from ..samples.dcd import nm_per_length_unit
+
+#: mdtraj nanometres per reduced length unit (the sample files' convention).
+_NM_PER_REDUCED: float = nm_per_length_unit("reduced")
 
 if TYPE_CHECKING:
     import mdtraj
@@ -66,7 +70,7 @@ def to_trajectory(obj: Any, n_particles: int | None = None, spatial_dim: int | N
 def all_pairs(n_particles: int) -> np.ndarray:
     """``(n (n - 1) / 2, 2)`` atom index pairs ``i < j`` in row-major order (``numpy.triu_indices``).
 
-    The same order as :func:`idem_md.metrics.interatomic_distances`.
+    The same order as :func:`idem_md.analysis.interatomic_distances`.
     """
     if isinstance(n_particles, bool) or not isinstance(n_particles, (int, np.integer)) or n_particles < 2:
         raise ValueError(f"n_particles must be an int >= 2 to form pairs, got {n_particles!r}")
@@ -95,7 +99,7 @@ def pair_distances(traj: Any, pairs: Any = None) -> np.ndarray:
     traj = to_trajectory(traj)
     pairs = _pairs(traj, pairs)
     d_nm = md.compute_distances(traj, pairs, periodic=False)  # (F, P) nm, float32
-    return d_nm.astype(np.float64) / REDUCED_LENGTH_IN_NM
+    return d_nm.astype(np.float64) / _NM_PER_REDUCED
 
 
 def radial_distribution(
@@ -171,22 +175,22 @@ def radial_distribution(
         periodic = has_cell
     if periodic and not has_cell:
         raise ValueError("periodic=True needs a trajectory with unit cell information; this one has none")
-    range_nm = np.array([lo, hi]) * REDUCED_LENGTH_IN_NM
+    range_nm = np.array([lo, hi]) * _NM_PER_REDUCED
 
     if periodic:
         r_nm, g = md.compute_rdf(traj, pairs, r_range=range_nm, n_bins=int(n_bins), periodic=True)
-        return r_nm / REDUCED_LENGTH_IN_NM, g
+        return r_nm / _NM_PER_REDUCED, g
 
     d = _infer_spatial_dim(traj) if spatial_dim is None else spatial_dim
     if d not in (1, 2, 3):
         raise ValueError(f"spatial_dim must be 1, 2 or 3, got {spatial_dim!r}")
     if d == 3:
-        unit = REDUCED_LENGTH_IN_NM  # a cube of one reduced length cubed, only for mdtraj's normalisation
+        unit = _NM_PER_REDUCED  # a cube of one reduced length cubed, only for mdtraj's normalisation
         boxed = md.Trajectory(traj.xyz, traj.topology, unitcell_lengths=np.full((traj.n_frames, 3), unit),
                               unitcell_angles=np.full((traj.n_frames, 3), 90.0))
         r_nm, g_nm = md.compute_rdf(boxed, pairs, r_range=range_nm, n_bins=int(n_bins), periodic=False)
         # g_nm = count / (P * F * shell volume in nm^3) * unit^3  ->  per reduced length cubed
-        return r_nm / REDUCED_LENGTH_IN_NM, g_nm.astype(np.float64) * REDUCED_LENGTH_IN_NM**3 / unit**3
+        return r_nm / _NM_PER_REDUCED, g_nm.astype(np.float64) * _NM_PER_REDUCED**3 / unit**3
     dist = pair_distances(traj, pairs)  # (F, P) reduced
     counts, edges = np.histogram(dist, bins=int(n_bins), range=(lo, hi))
     shell = _shell_volume(edges, d)
