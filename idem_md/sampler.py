@@ -563,6 +563,7 @@ class IDEMSampler:
                 energies[finite] = self.energy.energy(x[finite].to(self._energy_device())).detach().cpu().to(energies)
             self.counters["evaluation"] += self.energy.n_evaluations - before
         meta = {"system": self.energy.name, "kT": self.energy.kT, "source": source,
+                "length_unit": self.energy.length_unit,  # trajectory files convert real units (idem_md.samples)
                 "outer_iterations": self.outer_iteration, "energy_evaluations": dict(self.counters)}
         return Samples(x, energies, meta)
 

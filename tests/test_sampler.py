@@ -300,3 +300,22 @@ def test_training_learns_a_two_mode_target():
     assert near_a_mode(untrained.positions) < 0.1 and near_a_mode(out.positions) > 0.5
     assert 0.3 < float((out.positions[:, 0, 0] > 0).double().mean()) < 0.7  # both modes
     assert abs(float(out.energies.median()) - exact_median) < 1.5
+
+
+def test_samples_of_a_target_in_nm_record_their_unit_so_files_are_not_10x_off(tmp_path):
+    """A real system's samples carry metadata['length_unit']; written to .xyz they are in Angstrom."""
+    import numpy as np
+
+    from idem_md.correct import CorrectionOptions, corrected_samples
+    from idem_md.io import Samples
+
+    energy = get_energy("dw4")
+    energy.length_unit = "nm"  # the instance only: as an OpenMM/force-field target in nm would say
+    s = IDEMSampler(energy, config={**TINY, "network_options": TINY_E3NN}, device="cpu")
+    out = s.sample(3, progress=False)
+    assert out.metadata["length_unit"] == "nm"
+    assert corrected_samples(s, 3, CorrectionOptions(method="relax", relax_steps=2), progress=False).length_unit == "nm"
+    out.save(tmp_path / "s.xyz")
+    back = Samples.load(tmp_path / "s.xyz")
+    np.testing.assert_allclose(back.positions.numpy(), out.positions.numpy(), atol=1e-5)
+    assert back.length_unit == "nm"

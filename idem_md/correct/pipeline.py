@@ -137,7 +137,7 @@ def corrected_samples(sampler: "IDEMSampler", n: int, options: CorrectionOptions
     sampler.counters["correction"] = sampler.counters.get("correction", 0) + spent
     dtype = torch.get_default_dtype()
     finite = torch.isfinite(energies) & torch.isfinite(positions.to(dtype)).flatten(1).all(1)
-    meta = {"system": energy.name, "kT": energy.kT, "source": f"idem+{opts.method}",
+    meta = {"system": energy.name, "kT": energy.kT, "source": f"idem+{opts.method}", "length_unit": energy.length_unit,
             "outer_iterations": sampler.outer_iteration, "energy_evaluations": dict(sampler.counters),
             "correction": {**summary, "options": asdict(opts), "n_dropped_nonfinite": int((~finite).sum())}}
     # Samples hold finite values only: a state with a non-finite energy has zero weight and zero
