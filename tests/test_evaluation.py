@@ -313,19 +313,20 @@ def test_pair_distances_match_metrics(shape):
 
 def test_radial_distribution_of_a_cluster_3d_and_2d():
     traj = to_trajectory(_triangle_samples())
-    r, g = radial_distribution(traj, r_range=(0.0, 6.0), n_bins=12)  # bins of width 0.5
-    edges = np.linspace(0, 6, 13)
+    # bins of width 0.5 whose edges avoid the distances 3, 4, 5 (a distance on an edge is binned by rounding)
+    r, g = radial_distribution(traj, r_range=(0.25, 6.25), n_bins=12)
+    edges = np.linspace(0.25, 6.25, 13)
     shell = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     np.testing.assert_allclose(r, 0.5 * (edges[1:] + edges[:-1]), atol=1e-6)
-    assert np.count_nonzero(g) == 3  # distances 3, 4, 5 fall in bins 6, 8, 10
-    for k in (6, 8, 10):
+    assert np.count_nonzero(g) == 3  # distances 3, 4, 5 fall in bins 5, 7, 9
+    for k in (5, 7, 9):
         assert g[k] == pytest.approx((1 / 3) / shell[k], rel=1e-5)
     assert float(np.sum(g * shell)) == pytest.approx(1.0, rel=1e-5)  # every pair distance lies in range
     # 2D (z = 0): annulus shells, normalised the same way
     flat = Samples(torch.tensor([[[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]]]))
-    r2, g2 = radial_distribution(flat, r_range=(0.0, 6.0), n_bins=12)
+    r2, g2 = radial_distribution(flat, r_range=(0.25, 6.25), n_bins=12)
     annulus = np.pi * (edges[1:] ** 2 - edges[:-1] ** 2)
-    assert g2[6] == pytest.approx((1 / 3) / annulus[6]) and float(np.sum(g2 * annulus)) == pytest.approx(1.0)
+    assert g2[5] == pytest.approx((1 / 3) / annulus[5]) and float(np.sum(g2 * annulus)) == pytest.approx(1.0)
     # half the range loses the distance-5 pair from the sum
     _, g3 = radial_distribution(traj, r_range=(0.0, 4.5), n_bins=9)
     assert float(np.sum(g3 * 4 / 3 * np.pi * np.diff(np.linspace(0, 4.5, 10) ** 3))) == pytest.approx(2 / 3, rel=1e-5)
@@ -335,12 +336,13 @@ def test_radial_distribution_periodic_uses_mdtraj_and_errors():
     import mdtraj as md
 
     base = to_trajectory(Samples(torch.rand(3, 8, 3, generator=torch.Generator().manual_seed(2)) * 2.0))
-    boxed = md.Trajectory(base.xyz, base.topology, unitcell_lengths=np.full((3, 3), 2.0),
+    nm = 0.1  # mdtraj holds one reduced length as 0.1 nm (1 A: the single file convention, docs/units.md)
+    boxed = md.Trajectory(base.xyz, base.topology, unitcell_lengths=np.full((3, 3), 2.0 * nm),
                           unitcell_angles=np.full((3, 3), 90.0))
     r, g = radial_distribution(boxed, r_range=(0.0, 1.0), n_bins=10)
-    r_md, g_md = md.compute_rdf(boxed, all_pairs(8), r_range=(0.0, 1.0), n_bins=10)
-    np.testing.assert_allclose(r, r_md)
-    np.testing.assert_allclose(g, g_md)
+    r_md, g_md = md.compute_rdf(boxed, all_pairs(8), r_range=(0.0, 1.0 * nm), n_bins=10)
+    np.testing.assert_allclose(r, r_md / nm, rtol=1e-6)
+    np.testing.assert_allclose(g, g_md, rtol=1e-6)  # periodic g(r) is dimensionless: unchanged
     with pytest.raises(ValueError, match="periodic=True needs a trajectory with unit cell"):
         radial_distribution(base, periodic=True)
     with pytest.raises(ValueError, match="r_range"):
