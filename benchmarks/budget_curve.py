@@ -172,15 +172,19 @@ def main(argv=None) -> int:
     refs = references(energy)
     rng = np.random.default_rng(0)
     out_json = ROOT / "docs" / "results" / f"budget_{args.tag}.json"
-    old = json.loads(out_json.read_text())["points"] if out_json.is_file() else []
+    previous = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    old = previous.get("points", [])
+    commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
     points: list[Point] = []
     for name, fn in (("idem", idem_points), ("md", md_points), ("mala", mala_points)):
         if name not in args.skip:
             points += fn(args, energy, refs, rng)
     done = {p.method for p in points}
     points += [Point(**d) for d in old if d["method"] not in done]  # keep the methods not rerun
-    payload = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.node()} ({platform.processor()}), "
-               f"torch {torch.__version__}, {torch.get_num_threads()} threads", "points": [asdict(p) for p in points]}
+    machine = (f"{platform.node()} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+               f"{torch.get_num_threads()} torch threads")
+    payload = {"commands": [*commands, "python " + " ".join(sys.argv)], "machine": previous.get("machine", machine),
+               "points": [asdict(p) for p in points]}
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(payload, indent=2))
     plot(points, ROOT / "docs" / "img" / f"budget_{args.tag}.png", f"{args.system}: quality vs energy evaluations")
