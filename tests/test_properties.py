@@ -310,7 +310,7 @@ def _bad_cli_cases(run: Path, files: dict) -> list[tuple[str, list[str], str]]:
         ("evaluate", ["evaluate", npz, "--system", "argon"], "unknown system"),
         ("evaluate", ["evaluate", npz, "--system", "dw4", "--batches", "0"], "n_batches"),
         ("evaluate", ["evaluate", npz, "--system", "dw4", "--reference", str(run / "missing.xyz")], "no such"),
-        ("md", ["md", "--system", "gmm40", "-n", "3", "--out", str(run / "m.npz")], "particle system"),
+        ("md", ["md", "--system", "gmm40", "-n", "3", "--out", str(run / "m.npz"), "--timestep", "-1"], "timestep"),
         ("md", ["md", "--system", "dw4", "-n", "0", "--out", str(run / "m.npz")], "n_samples"),
         ("md", ["md", "--system", "dw4", "-n", "3", "--out", str(run / "m.npz"), "--timestep", "nan"], "timestep"),
         ("md", ["md", "--system", "dw4", "-n", "3", "--out", npz], "exists"),
