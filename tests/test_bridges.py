@@ -35,7 +35,7 @@ from idem_md.units import (  # noqa: E402
     temperature_for_reduced_kT,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from conftest import require_reference
 RTOL = 1e-5
 N_CONFIGS = 100
 
@@ -127,9 +127,7 @@ def test_torch_ase_openmm_agree_on_random_configurations(energy, x):
 @pytest.mark.parametrize("system_name, file, n, d", [("lj13", "test_split_LJ13.npy", 13, 3),
                                                     ("dw4", "test_split_DW4.npy", 4, 2)])
 def test_torch_ase_openmm_agree_on_reference_samples(system_name, file, n, d):
-    path = REFERENCE / file
-    if not path.exists():
-        pytest.skip(f"reference samples not found at {path}")
+    path = require_reference(file)
     x = torch.from_numpy(np.load(path).astype(np.float64)).reshape(-1, n, d)  # (10000, n, d)
     energy = get_energy(system_name)
     three_way_check(energy, x[::50])
@@ -141,9 +139,7 @@ def test_torch_ase_openmm_agree_on_reference_samples(system_name, file, n, d):
 @pytest.mark.parametrize("system_name, file, n, d, mean_e", [("lj13", "test_split_LJ13.npy", 13, 3, -43.127),
                                                             ("dw4", "test_split_DW4.npy", 4, 2, -22.450)])
 def test_openmm_mean_energy_of_reference_samples_matches_readme(system_name, file, n, d, mean_e):
-    path = REFERENCE / file
-    if not path.exists():
-        pytest.skip(f"reference samples not found at {path}")
+    path = require_reference(file)
     x = pad_to_3d(torch.from_numpy(np.load(path).astype(np.float64)).reshape(-1, n, d))
     omm = OpenMMEnergy(get_energy(system_name).to_openmm_system(), temperature_for_reduced_kT(1.0), platform="Reference")
     assert abs(float(omm.energy(x).mean()) - mean_e) < 1e-3

@@ -10,16 +10,14 @@ import torch
 from idem_md import get_energy
 from idem_md.energies import GaussianMixture, LennardJonesCluster, MultiDoubleWell, available_energies
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference not present")
+from conftest import require_reference
 
 
 def load_reference(name, n, d):
-    x = torch.from_numpy(np.load(REFERENCE / name)).double().reshape(-1, n, d)
+    x = torch.from_numpy(np.load(require_reference(name))).double().reshape(-1, n, d)
     return x - x.mean(1, keepdim=True)
 
 
-@needs_reference
 @pytest.mark.parametrize("system,file,mean,std", [
     ("dw4", "test_split_DW4.npy", -22.450, 1.901),
     ("lj13", "test_split_LJ13.npy", -43.127, 7.018),

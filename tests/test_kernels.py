@@ -15,7 +15,7 @@ from idem_md.energies import LennardJonesCluster, MultiDoubleWell, kernels
 
 pytest.importorskip("numba")
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from conftest import require_reference
 F32_EPS = 2.0**-24  # unit roundoff of float32
 
 
@@ -33,9 +33,7 @@ def _random_configs(n: int, d: int, batch: int, seed: int, scale: float) -> torc
 
 
 def _reference(name: str, n: int, d: int, count: int) -> torch.Tensor:
-    path = REFERENCE / f"test_split_{name}.npy"
-    if not path.exists():
-        pytest.skip(f"reference samples absent: {path}")
+    path = require_reference(f"test_split_{name}.npy")
     x = torch.from_numpy(np.load(path)[:count].astype(np.float64)).reshape(count, n, d)
     return x - x.mean(dim=1, keepdim=True)  # DW-4 is stored uncentred
 
