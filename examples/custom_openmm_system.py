@@ -14,14 +14,15 @@ What it shows
   ``coordinate_scale`` is set to the nearest-neighbour distance (0.38 nm) so that the network and the
   noise schedule see lengths of order one, like LJ-13's r_m.
 * An iDEM sampler trained on it, its samples written as ``.dcd`` + ``.pdb``, and the same System run
-  with a plain ``openmm.LangevinMiddleIntegrator`` loop (written out below: :func:`idem_md.md.run_md`
-  needs an idem_md benchmark energy that can build its own System, not an arbitrary one), then both
+  with a plain ``openmm.LangevinMiddleIntegrator`` loop (written out below to show the OpenMM calls;
+  :func:`idem_md.md.run_md` now runs the same for any ``OpenMMEnergy``, and ``idem-md md --system
+  system.xml --topology top.pdb --temperature T`` from the command line), then both
   compared with :func:`idem_md.compare_with_md`, the minimum energy from OpenMM's minimiser and the
   harmonic estimate ``<E> ~ E_min + (3n - 6)/2 kT``.
 
 Which Systems work: any System without periodic box whose energy is unchanged when identical
-particles are swapped (the equivariant network has no per-particle species input), e.g. one species
-of atom with pair forces. ``OpenMMEnergy`` evaluates one configuration at a time through one OpenMM
+particles are swapped, e.g. one species of atom with pair forces (for several species, the e3nn
+network's ``particle_types`` option, which :class:`idem_md.energies.forcefield.ForceFieldEnergy` fills in). ``OpenMMEnergy`` evaluates one configuration at a time through one OpenMM
 Context, so iDEM's K x batch energy evaluations per training step are the cost to watch.
 
 Run
