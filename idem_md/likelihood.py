@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .dem.sde import EXACT_DIVERGENCE_MAX_DIM
+from .dem.sde import EXACT_DIVERGENCE_MAX_DIM, degrees_of_freedom
 from .energies.base import Energy
 from .io import Samples
 
@@ -49,7 +49,7 @@ def _ode_t_min() -> float | None:
 
 def _space(energy: Energy, mean_free: bool) -> str:
     if mean_free:
-        return (f"density on the {(energy.n_particles - 1) * energy.spatial_dim}-dimensional centre-of-mass-free "
+        return (f"density on the {degrees_of_freedom(energy.n_particles, energy.spatial_dim, True)}-dimensional centre-of-mass-free "
                 "subspace (orthonormal coordinates)")
     return f"density on R^{energy.dim}"
 
@@ -158,7 +158,7 @@ def score_likelihood_block(sampler: Any, energy: Energy, r: Samples | None, n_po
               f"density), Euler, {steps} steps from {start} to t = 1 plus the prior's log density, "
               f"{_divergence_label(divergence, energy.dim)}; {_space(energy, mean_free)}, "
               "in the energy's reduced length units (coordinate_scale Jacobian included)")
-    dof = (energy.n_particles - 1) * energy.spatial_dim if mean_free else energy.dim
+    dof = degrees_of_freedom(energy.n_particles, energy.spatial_dim, mean_free)
     return _block(lambda x: sampler.log_prob(x.float(), steps=steps, divergence=divergence),
                   lambda n: sampler.sample_with_log_prob(n, steps=steps, divergence=divergence),
                   energy, r, n_points, seed, notes, "score_probability_flow", method, dof)

@@ -26,7 +26,7 @@ from .dem.schedule import GeometricNoiseSchedule
 from .distributed import DistContext
 from .preflight import (BYTES_PER_FLOAT, InsufficientMemoryError, MemoryEstimate, TargetCheckError,
                         activation_bytes_per_configuration, check_memory, check_target)
-from .dem.sde import integrate_reverse_sde, probability_flow_log_prob, remove_mean, sample_prior
+from .dem.sde import degrees_of_freedom, integrate_reverse_sde, probability_flow_log_prob, remove_mean, sample_prior
 from .energies.base import Energy
 from .energies.registry import get_energy
 
@@ -584,7 +584,7 @@ class IDEMSampler:
         self.network.eval()
         logp = probability_flow_log_prob(self.network, y, self.schedule, steps=steps, mean_free=self.mean_free,
                                          divergence=divergence, generator=self.generator)
-        dof = (self.energy.n_particles - 1) * self.energy.spatial_dim if self.mean_free else self.energy.dim
+        dof = degrees_of_freedom(self.energy.n_particles, self.energy.spatial_dim, self.mean_free)
         return logp - dof * math.log(self.config.coordinate_scale)
 
     def sample_with_log_prob(self, n: int, *, steps: int = 200, divergence: str = "auto",
@@ -616,7 +616,7 @@ class IDEMSampler:
                                              mean_free=self.mean_free, divergence=divergence, generator=self.generator)
             xs.append(x0)
             lqs.append(lq)
-        dof = (self.energy.n_particles - 1) * self.energy.spatial_dim if self.mean_free else self.energy.dim
+        dof = degrees_of_freedom(self.energy.n_particles, self.energy.spatial_dim, self.mean_free)
         log_q = torch.cat(lqs).detach().cpu() - dof * math.log(self.config.coordinate_scale)
         samples = self._to_samples(torch.cat(xs) * self.config.coordinate_scale, compute_energies,
                                    source="idem-probability-flow")

@@ -299,3 +299,14 @@ def test_gaussian_skip_score_has_the_gaussian_limit_and_respects_the_bound_at_la
     assert torch.allclose(small, -x / (0.25 + float(sched.h(torch.tensor(1e-3)))) + inner(x, t1), atol=1e-3)
     with pytest.raises(ValueError, match="sigma_data"):
         GaussianSkipScore(module, sched, 0.0)
+
+
+def test_degrees_of_freedom_is_the_one_formula_every_density_uses():
+    from idem_md.correct import BoltzmannTarget
+    from idem_md.dem.sde import degrees_of_freedom
+
+    assert degrees_of_freedom(13, 3, True) == 36 and degrees_of_freedom(13, 3, False) == 39
+    for name in ("dw4", "lj13", "gmm40"):
+        e = get_energy(name)
+        t = BoltzmannTarget(e)
+        assert t.dof == degrees_of_freedom(e.n_particles, e.spatial_dim, t.mean_free)

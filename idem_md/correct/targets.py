@@ -7,7 +7,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from ..dem.sde import remove_mean
+from ..dem.sde import degrees_of_freedom, remove_mean
 from ..energies.base import Energy
 
 __all__ = ["Proposal", "GaussianProposal", "BoltzmannTarget", "multinomial_resample", "LogDensityFn"]
@@ -49,7 +49,7 @@ class GaussianProposal:
         self.std = float(std)
         self.mean_free = bool(mean_free)
         n, d = mean.shape
-        self.dof = (n - 1) * d if mean_free else n * d
+        self.dof = degrees_of_freedom(n, d, mean_free)
 
     def log_prob_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         diff = x - self.mean.to(x)  # (B, n, d)

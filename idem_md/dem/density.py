@@ -40,7 +40,7 @@ import torch
 
 from ..nn.egnn import EGNNConfig, EGNNVectorField
 from .cnf import Dynamics, MLPField
-from .sde import EXACT_DIVERGENCE_MAX_DIM, remove_mean
+from .sde import EXACT_DIVERGENCE_MAX_DIM, degrees_of_freedom, remove_mean
 
 __all__ = ["DensityConfig", "DensityModel", "default_density_config"]
 
@@ -176,7 +176,7 @@ class DensityModel(torch.nn.Module):
                             f"got {type(config).__name__}")
         self.config = cfg = config or DensityConfig()
         self.n_particles, self.spatial_dim, self.mean_free = n_particles, spatial_dim, mean_free
-        self.dof = (n_particles - 1) * spatial_dim if mean_free else n_particles * spatial_dim
+        self.dof = degrees_of_freedom(n_particles, spatial_dim, mean_free)
         kind = cfg.network if cfg.network != "auto" else ("egnn" if mean_free else "mlp")
         if kind == "egnn" and not mean_free:
             raise ValueError("network='egnn' needs mean_free=True (its field is translation invariant)")

@@ -29,6 +29,7 @@ from .schedule import time_grid as _time_grid_of
 __all__ = [
     "ScoreFn",
     "remove_mean",
+    "degrees_of_freedom",
     "sample_prior",
     "prior_log_prob",
     "integrate_reverse_sde",
@@ -54,6 +55,16 @@ def remove_mean(x: torch.Tensor) -> torch.Tensor:
     return x - x.mean(dim=1, keepdim=True)
 
 
+def degrees_of_freedom(n_particles: int, spatial_dim: int, mean_free: bool) -> int:
+    """Dimension of the space a density lives on: ``(n - 1) d`` on the centre-of-mass-free
+    subspace of a translation-invariant particle system, ``n d`` otherwise.
+
+    >>> degrees_of_freedom(13, 3, True), degrees_of_freedom(1, 2, False)
+    (36, 2)
+    """
+    return (n_particles - 1) * spatial_dim if mean_free else n_particles * spatial_dim
+
+
 def sample_prior(n: int, event_shape: tuple[int, int], schedule: GeometricNoiseSchedule, mean_free: bool,
                  *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
     """Draw ``n`` configurations from the prior ``N(0, h(1) I)``, mean-free for particle systems.
@@ -74,7 +85,7 @@ def prior_log_prob(x: torch.Tensor, schedule: GeometricNoiseSchedule, mean_free:
     """
     var = float(schedule.h(torch.tensor(1.0, dtype=torch.float64)))
     n, d = x.shape[1], x.shape[2]
-    dof = (n - 1) * d if mean_free else n * d
+    dof = degrees_of_freedom(n, d, mean_free)
     sq = (x * x).flatten(1).sum(1)
     return -0.5 * sq / var - 0.5 * dof * math.log(2 * math.pi * var)
 
