@@ -302,11 +302,14 @@ def test_gaussian_skip_score_has_the_gaussian_limit_and_respects_the_bound_at_la
 
 
 def test_degrees_of_freedom_is_the_one_formula_every_density_uses():
-    from idem_md.correct import BoltzmannTarget
-    from idem_md.dem.sde import degrees_of_freedom
+    from idem_md.correct import GaussianProposal
+    from idem_md.dem import GeometricNoiseSchedule
+    from idem_md.dem.sde import degrees_of_freedom, prior_log_prob
 
     assert degrees_of_freedom(13, 3, True) == 36 and degrees_of_freedom(13, 3, False) == 39
-    for name in ("dw4", "lj13", "gmm40"):
-        e = get_energy(name)
-        t = BoltzmannTarget(e)
-        assert t.dof == degrees_of_freedom(e.n_particles, e.spatial_dim, t.mean_free)
+    assert GaussianProposal(torch.zeros(4, 2), 1.0, mean_free=True).dof == 6
+    # the prior's normalisation on the mean-free subspace: log N(0; 0, var I_dof) at x = 0
+    sched = GeometricNoiseSchedule(0.01, 2.0)
+    var = float(sched.h(torch.tensor(1.0, dtype=torch.float64)))
+    lp = prior_log_prob(torch.zeros(1, 4, 2, dtype=torch.float64), sched, mean_free=True)
+    assert float(lp) == pytest.approx(-0.5 * 6 * math.log(2 * math.pi * var))
