@@ -108,7 +108,7 @@ def resolve_target(system: str, *, topology: str | None = None, temperature: flo
     spec = TargetSpec(system, topology, None if temperature is None else float(temperature),
                       None if kT is None else float(kT), name)
     if spec.is_file:
-        energy = _system_file_energy(spec)
+        energy = _system_file_energy(spec, _pdb_positions(topology) if topology is not None else None)
     else:
         if topology is not None:
             raise ValueError(f"--topology is for a serialised OpenMM System (.xml); {system!r} is a registered name")
@@ -134,7 +134,18 @@ def _registered_energy(spec: TargetSpec) -> Energy:
         raise
 
 
-def _system_file_energy(spec: TargetSpec) -> Energy:
+def _pdb_positions(path: str):
+    """The PDB's positions (an OpenMM Quantity, nm) as the MD start of the System; None if unreadable
+    (then :func:`_load_topology` reports the file)."""
+    from openmm import app
+
+    try:
+        return app.PDBFile(str(path)).getPositions()
+    except Exception:
+        return None
+
+
+def _system_file_energy(spec: TargetSpec, positions=None) -> Energy:
     import openmm
 
     from .energies.forcefield import ForceFieldEnergy, check_supported
@@ -158,8 +169,14 @@ def _system_file_energy(spec: TargetSpec) -> Energy:
     try:
         check_supported(system)
     except ValueError:  # non-standard forces: one Context call per configuration (it refuses what it cannot do)
-        return OpenMMEnergy(system, temperature=spec.temperature, name=name)
-    return ForceFieldEnergy(system, temperature=spec.temperature, name=name)
+        return OpenMMEnergy(system, temperature=spec.temperature, name=name, positions=_if_n(positions, system))
+    return ForceFieldEnergy(system, temperature=spec.temperature, name=name, positions=_if_n(positions, system))
+
+
+def _if_n(positions, system):
+    """``positions`` when they have one row per particle of ``system`` (else None: the count mismatch is
+    reported by :func:`_load_topology` with the file's name)."""
+    return positions if positions is not None and len(positions) == system.getNumParticles() else None
 
 
 def _load_topology(path: str, energy: Energy):

@@ -116,3 +116,17 @@ def test_non_standard_forces_fall_back_to_one_context_energy(tmp_path):
     xml2, _ = _molecule(tmp_path, extra)
     energy = resolve_target(xml2, temperature=300.0).energy
     assert isinstance(energy, OpenMMEnergy)
+
+
+def test_the_topology_pdb_positions_start_md_of_a_system_file(tmp_path):
+    """A bonded molecule must not start MD from a random placement: --topology's positions are the start."""
+    import numpy as np
+
+    xml, pdb = _molecule(tmp_path)
+    with_pdb = resolve_target(xml, topology=pdb, temperature=300.0).energy
+    pos = np.array([(0, 0, 0), (0.15, 0, 0), (0.2, 0.14, 0), (0.35, 0.15, 0.05)])
+    np.testing.assert_allclose(with_pdb.initial_configuration().numpy(), pos - pos.mean(0), atol=1e-6)
+    without = resolve_target(xml, temperature=300.0).energy
+    assert not np.allclose(without.initial_configuration().numpy(), pos - pos.mean(0), atol=1e-3)
+    with pytest.raises(ValueError, match="positions must be finite with shape"):
+        type(with_pdb)(openmm.XmlSerializer.deserialize(open(xml).read()), 300.0, positions=np.zeros((3, 3)))

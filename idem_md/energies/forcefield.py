@@ -232,7 +232,7 @@ class ForceFieldEnergy(Energy):
     default_md_engine = "openmm"
 
     def __init__(self, system: "openmm.System", temperature: float, name: str | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", positions: Any = None):
         from .kernels import check_backend
 
         backend = check_backend(backend)
@@ -253,6 +253,16 @@ class ForceFieldEnergy(Energy):
             idx, par = getattr(terms, key)
             self.register_buffer(f"{key}_index", torch.as_tensor(idx), persistent=False)
             self.register_buffer(f"{key}_params", torch.as_tensor(par, dtype=torch.float64), persistent=False)
+        self._positions_nm = None
+        if positions is not None:  # the MD start (initial_configuration), e.g. a PDB's positions in nm
+            if hasattr(positions, "value_in_unit"):
+                import openmm.unit as u
+
+                positions = positions.value_in_unit(u.nanometer)
+            arr = np.asarray(positions, dtype=np.float64)
+            if arr.shape != (n, 3) or not np.isfinite(arr).all():
+                raise ValueError(f"positions must be finite with shape ({n}, 3) in nm, got {arr.shape}")
+            self._positions_nm = arr
         masses = [_v(system.getParticleMass(i)) for i in range(n)]
         self.register_buffer("masses", torch.as_tensor(masses, dtype=torch.float64), persistent=False)
 
@@ -267,6 +277,14 @@ class ForceFieldEnergy(Energy):
         """The System this energy was translated from (for OpenMM MD; energies there in kJ/mol,
         :attr:`openmm_energy_unit_kj_per_mol` = R T per kT)."""
         return self.openmm_system()
+
+    def initial_configuration(self, seed: int = 0) -> torch.Tensor:
+        """The MD start: the ``positions`` given at construction (nm, centred), else the base
+        class's random placement (which a bonded molecule should not rely on)."""
+        if self._positions_nm is None:
+            return super().initial_configuration(seed)
+        x = torch.as_tensor(self._positions_nm.copy())
+        return x - x.mean(0)
 
     def particle_types(self) -> list[int]:
         """One integer type per particle: particles with the same mass and nonbonded
