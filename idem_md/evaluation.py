@@ -35,6 +35,8 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from .analysis import weights as _weights
+from .analysis.weights import importance_weights, log_importance_weights, reweighted_mean
 from ._files import json_default as _json_default
 from .energies.base import Energy
 from .io import Samples
@@ -176,57 +178,6 @@ class EvaluationReport:
 
 
 # ------------------------------------------------------------ importance weights
-def log_importance_weights(log_p_unnorm: Any, log_q: Any) -> np.ndarray:
-    r"""Unnormalised log importance weights ``log w_i = log p~(x_i) - log q(x_i)``, ``(N,)`` float64.
-
-    Parameters
-    ----------
-    log_p_unnorm : array or tensor
-        ``(N,)`` unnormalised target log density at the proposal samples, e.g.
-        ``-E(x)/kT``; ``-inf`` (zero target density) is allowed.
-    log_q : array or tensor
-        ``(N,)`` normalised proposal log density at the same samples (finite).
-    """
-    lp = _as_float_1d(log_p_unnorm, "log_p_unnorm", allow_neg_inf=True)
-    lq = _as_float_1d(log_q, "log_q")
-    if lp.shape != lq.shape:
-        raise ValueError(f"log_p_unnorm and log_q must have the same shape (N,), got {lp.shape} and {lq.shape}")
-    return lp - lq
-
-
-def importance_weights(log_p_unnorm: Any, log_q: Any) -> np.ndarray:
-    r"""Self-normalised importance weights ``w_i = \tilde w_i / \sum_j \tilde w_j``, ``(N,)`` summing to 1.
-
-    ``\tilde w_i = p~(x_i) / q(x_i)`` for samples ``x_i ~ q``, computed in log
-    space (a softmax of :func:`log_importance_weights`), so that energies of
-    thousands of ``kT`` neither overflow nor underflow to all zeros.
-    """
-    lw = log_importance_weights(log_p_unnorm, log_q)
-    return _softmax(lw)
-
-
-def reweighted_mean(values: Any, log_w: Any) -> float:
-    r"""Self-normalised importance-sampling estimate ``\sum_i w_i f(x_i)`` with ``w = softmax(log_w)``.
-
-    Parameters
-    ----------
-    values : array or tensor
-        ``(N,)`` values ``f(x_i)`` at the proposal samples (finite).
-    log_w : array or tensor
-        ``(N,)`` unnormalised log weights (``-inf`` allowed).
-
-    Returns
-    -------
-    float
-        Estimate of ``E_p[f]`` in the units of ``values`` (consistent, biased at finite N).
-    """
-    v = _as_float_1d(values, "values")
-    lw = _as_float_1d(log_w, "log_w", allow_neg_inf=True)
-    if v.shape != lw.shape:
-        raise ValueError(f"values and log_w must have the same shape (N,), got {v.shape} and {lw.shape}")
-    return float(np.dot(_softmax(lw), v))
-
-
 def importance_sampling_summary(log_p_unnorm: Any, log_q: Any, values: Any = None) -> dict[str, float]:
     r"""ESS, log normalising constant and (optionally) a reweighted mean from proposal samples.
 
@@ -238,14 +189,10 @@ def importance_sampling_summary(log_p_unnorm: Any, log_q: Any, values: Any = Non
         ``log_Z``: ``log (1/N \sum_i \tilde w_i)``, the importance-sampling
         estimate of ``log \int p~`` (nats); ``reweighted_mean`` when ``values`` is given.
     """
-    from scipy.special import logsumexp
-
-    lw = log_importance_weights(log_p_unnorm, log_q)
-    if not np.isfinite(lw).any():
-        raise ValueError("every importance weight is zero (log_p_unnorm is -inf at all samples)")
-    out = {"ess": M.effective_sample_size(lw), "log_Z": float(logsumexp(lw) - math.log(len(lw)))}
+    summary = _weights.importance_sampling_summary(log_p_unnorm, log_q, values)  # the typed version
+    out = {"ess": summary.ess, "log_Z": summary.log_Z}
     if values is not None:
-        out["reweighted_mean"] = reweighted_mean(values, lw)
+        out["reweighted_mean"] = summary.reweighted_mean
     return out
 
 
@@ -759,27 +706,3 @@ def _fmt(v: Any) -> str:
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return str(int(v))
     return f"{float(v):.4g}"
-
-
-def _softmax(lw: np.ndarray) -> np.ndarray:
-    if not np.isfinite(lw).any():
-        raise ValueError("every log weight is -inf: all importance weights are zero")
-    w = np.exp(lw - lw[np.isfinite(lw)].max())
-    return w / w.sum()
-
-
-def _as_float_1d(x: Any, name: str, allow_neg_inf: bool = False) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        a = x.detach().cpu().double().numpy()
-    else:
-        try:
-            a = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be a real (N,) array or tensor, got {type(x).__name__}") from err
-    if a.ndim != 1 or a.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty one-dimensional (N,) array, got shape {a.shape}")
-    bad = np.isnan(a) | (np.isposinf(a) if allow_neg_inf else ~np.isfinite(a))
-    if bad.any():
-        what = "NaN or +inf" if allow_neg_inf else "NaN or infinite"
-        raise ValueError(f"{name} contains {what} values ({int(bad.sum())} entries)")
-    return a
