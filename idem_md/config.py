@@ -82,6 +82,7 @@ class IDEMConfig:
     checkpoint_every: int = 10  # outer iterations between checkpoints (when fit() has a checkpoint path)
     checkpoint_every_s: float | None = 300.0  # and at the first inner-step boundary after this many seconds
     sample_batch_size: int = 1000  # reverse-SDE batch when sampling
+    cuda_graphs: bool = False  # replay the reverse SDE's network call from CUDA graphs (idem_md.nn.graphs; CUDA only)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -153,8 +154,9 @@ class IDEMConfig:
             raise ValueError(f"loss_weighting must be one of {_LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         if self.network not in _NETWORKS:
             raise ValueError(f"network must be one of {_NETWORKS}, got {self.network!r}")
-        if not isinstance(self.pdem, bool):
-            raise TypeError(f"pdem must be a bool, got {type(self.pdem).__name__}")
+        for name in ("pdem", "cuda_graphs"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         if not isinstance(self.network_options, dict):
             raise TypeError(f"network_options must be a dict, got {type(self.network_options).__name__}")
 
@@ -215,6 +217,7 @@ CPU_PRESETS: dict[str, dict[str, Any]] = {
     "lj13": dict(batch_size=128, num_mc_samples=500, inner_steps=25, samples_per_outer=128, sde_steps=100,
                  network_options=_CPU_NETWORK),
     "lj55": dict(inner_steps=25, sde_steps=100, network_options=_CPU_NETWORK),
+    "dw4": dict(batch_size=256, num_mc_samples=500, inner_steps=25, samples_per_outer=256, sde_steps=100),
 }
 _GENERIC_PARTICLE = dict(PRESETS["lj13"])
 _GENERIC_VECTOR = dict(sigma_min=1e-3, sigma_max=1.0, num_mc_samples=500, score_clip=70.0,
@@ -250,7 +253,7 @@ def preset(system: str | None, *, particle_system: bool = True, cpu: bool = Fals
         shrunk = CPU_PRESETS.get((system or "").lower())
         if shrunk is None:
             raise ValueError(f"cpu=True: no CPU preset for system {system!r}; CPU presets exist for {sorted(CPU_PRESETS)}")
-        base = {**base, **shrunk, "network_options": {**base.get("network_options", {}), **shrunk["network_options"]}}
+        base = {**base, **shrunk, "network_options": {**base.get("network_options", {}), **shrunk.get("network_options", {})}}
     merged = {**base, **overrides}
     base_network = base.get("network", IDEMConfig.network)
     if merged.get("network", base_network) != base_network:

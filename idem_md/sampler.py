@@ -29,6 +29,7 @@ from .preflight import (BYTES_PER_FLOAT, InsufficientMemoryError, MemoryEstimate
 from .dem.sde import degrees_of_freedom, integrate_reverse_sde, probability_flow_log_prob, remove_mean, sample_prior
 from .energies.base import Energy
 from .energies.registry import get_energy
+from .nn.graphs import graphed_or_eager
 
 if TYPE_CHECKING:
     from .io import Samples
@@ -455,9 +456,10 @@ class IDEMSampler:
         sizes = [min(self.config.sample_batch_size, n - i) for i in range(0, n, self.config.sample_batch_size)]
         bar = tqdm(total=n, disable=not progress, desc=f"reverse SDE ({steps} steps)", unit="sample",
                    mininterval=1.0)
+        score_fn = graphed_or_eager(self.score, self.device, self.config.cuda_graphs)  # CUDA graphs: opt-in
         for m in _counted(sizes, bar):  # the bar advances by m once each batch is done
             x1 = self._prior(m)
-            out.append(integrate_reverse_sde(self.score, x1, self.schedule, steps=steps,
+            out.append(integrate_reverse_sde(score_fn, x1, self.schedule, steps=steps,
                                              diffusion_scale=self.config.diffusion_scale,
                                              mean_free=self.mean_free, generator=self.generator,
                                              method=self.config.sde_method, time_grid=self.config.sde_time_grid,
