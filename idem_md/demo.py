@@ -91,7 +91,7 @@ def _headline(rep_idem, rep_md, sampler, md_run) -> str:
     for key in ("energy_w2", "distance_w2", "distance_tvd", "coordinate_w2"):
         a, b = rep_idem.metrics.get(key), rep_md.metrics.get(key)
         if a and b:
-            rows.append(f"{key:<28} {a['mean']:.3f} ± {a['std']:.3f}    {b['mean']:.3f} ± {b['std']:.3f}")
+            rows.append(f"{key:<28} {a.mean:.3f} ± {a.std:.3f}    {b.mean:.3f} ± {b.std:.3f}")
     rows.append(f"{'energy evaluations':<28} {sampler.energy_evaluations:<17,} {md_run.n_energy_evaluations:,}")
     return "\n".join(rows)
 

@@ -9,9 +9,10 @@ Two models can stand behind ``log q``:
   (Euler steps). A diagnostic only: at large t the learned score is not a consistent vector
   field and this density is unusable (ESS ~ 0.001 on every benchmark, docs/results.md).
 
-Both report failures (non-finite ``log q`` from a solve) as counts and fractions beside the
-values computed from the finite ones. Units: nats; densities over the energy's length unit,
-on the centre-of-mass-free subspace for particle systems.
+Both return a :class:`~idem_md.evaluation.LikelihoodResult` and a
+:class:`~idem_md.evaluation.ReweightedResult`, and report failures (non-finite ``log q`` from a
+solve) as counts and fractions beside the values computed from the finite ones. Units: nats;
+densities over the energy's length unit, on the centre-of-mass-free subspace for particle systems.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .analysis.weights import importance_sampling_summary
 from .dem.sde import EXACT_DIVERGENCE_MAX_DIM, degrees_of_freedom
 from .energies.base import Energy
+from .evaluation.report import LikelihoodResult, ReweightedResult
 from .io import Samples
+from .samples.energies import compute_energies
 
 __all__ = ["density_likelihood_block", "score_likelihood_block"]
 
 _LOG_PROB_CHUNK = 256  # configurations per ODE solve (an exact divergence keeps B x dim graphs)
-_ENERGY_CHUNK = 4096
 
 
 def _divergence_label(divergence: str, dim: int) -> str:
@@ -69,68 +72,66 @@ def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.
 def _block(log_prob: Callable[[torch.Tensor], torch.Tensor],
            sample_with_log_prob: Callable[[int], tuple[Samples, torch.Tensor]], energy: Energy,
            r: Samples | None, n_points: int, seed: int, notes: list[str], model: str, method: str,
-           dof: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+           dof: int) -> tuple[LikelihoodResult, ReweightedResult | None]:
     """NLL of (a subset of) ``r`` under ``log_prob``, and the ESS of ``sample_with_log_prob`` draws."""
-    from .evaluation import importance_sampling_summary
-
-    rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"model": model, "nll": None, "nll_std_error": None, "n_nll": 0, "n_nll_failed": 0,
-                           "method": method,
+    out: dict[str, Any] = {"model": model, "method": method,
                            "convention": f"nats; log q is a density over {dof} coordinates in the energy's length "
                                          "units; NLL = -mean log q(x_ref) (no per-dimension normalisation)"}
     if r is not None:
-        idx = np.arange(len(r)) if len(r) <= n_points else np.sort(rng.choice(len(r), n_points, replace=False))
-        if len(idx) < len(r):
-            notes.append(f"NLL on a random subset of {len(idx)} of the {len(r)} reference samples")
-        lq = _chunked(log_prob, r.positions[torch.as_tensor(idx)])
-        ok = _finite_only(lq, f"NLL ({model})", notes)
-        out["n_nll_failed"] = int((~ok).sum())
-        out["nll_failure_fraction"] = float((~ok).mean())
-        if ok.any():
-            v = lq[ok]
-            # The mean is what the paper reports; the median shows the bulk when a few reference points
-            # fall where the model has (almost) no mass, e.g. in a missed mode.
-            out.update(nll=float(-v.mean()), n_nll=int(ok.sum()), nll_median=float(-np.median(v)),
-                       nll_std_error=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+        out.update(_nll(log_prob, r, n_points, seed, notes, model))
     else:
+        out["n_nll_failed"] = 0
         notes.append("no reference: NLL not computed (ESS and reweighting use model samples only)")
 
     # The ESS needs samples *from* q with the log q of the same draws.
     model_samples, lq_t = sample_with_log_prob(n_points)
-    e = model_samples.energies.detach().cpu().double().numpy()
-    lq = lq_t.detach().cpu().double().numpy()
+    e = model_samples.energies.detach().cpu().double().numpy()  # (N,)
+    lq = lq_t.detach().cpu().double().numpy()  # (N,)
     ok = _finite_only(lq, f"ESS ({model})", notes) & np.isfinite(e)
-    out["n_ess_failed"] = int((~ok).sum())
-    out["ess_failure_fraction"] = float((~ok).mean())
+    out.update(n_ess_failed=int((~ok).sum()), ess_failure_fraction=float((~ok).mean()))
     if not ok.any():
         notes.append(f"ESS ({model}) not computed: no model sample had a finite log q and energy")
-        out.update(ess=None, n_ess=0, log_Z_estimate=None)
-        return out, None
+        return LikelihoodResult(**out, ess=None, n_ess=0, log_Z_estimate=None), None
     summary = importance_sampling_summary(-e[ok] / energy.kT, lq[ok], values=e[ok])
-    out.update(ess=summary["ess"], n_ess=int(ok.sum()), log_Z_estimate=summary["log_Z"])
-    reweighted = {
-        "energy_mean": summary["reweighted_mean"],
-        "raw_energy_mean": float(e[ok].mean()),
-        "ess": summary["ess"],
-        "n": int(ok.sum()),
-        "definition": f"self-normalised importance-sampling estimate sum_i w_i E(x_i) over samples x_i ~ q ({model}), "
-                      "w_i proportional to exp(-E(x_i)/kT) / q(x_i); raw_energy_mean is their unweighted mean",
-    }
-    return out, reweighted
+    lik = LikelihoodResult(**out, ess=summary.ess, n_ess=int(ok.sum()), log_Z_estimate=summary.log_Z)
+    reweighted = ReweightedResult(
+        energy_mean=float(summary.reweighted_mean), raw_energy_mean=float(e[ok].mean()), ess=summary.ess,
+        n=int(ok.sum()),
+        definition=f"self-normalised importance-sampling estimate sum_i w_i E(x_i) over samples x_i ~ q ({model}), "
+                   "w_i proportional to exp(-E(x_i)/kT) / q(x_i); raw_energy_mean is their unweighted mean")
+    return lik, reweighted
+
+
+def _nll(log_prob: Callable[[torch.Tensor], torch.Tensor], r: Samples, n_points: int, seed: int,
+         notes: list[str], model: str) -> dict[str, Any]:
+    """The NLL fields of the block: ``-log q`` of (up to ``n_points`` of) the reference samples ``r``."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(r)) if len(r) <= n_points else np.sort(rng.choice(len(r), n_points, replace=False))
+    if len(idx) < len(r):
+        notes.append(f"NLL on a random subset of {len(idx)} of the {len(r)} reference samples")
+    lq = _chunked(log_prob, r.positions[torch.as_tensor(idx)])  # (M,)
+    ok = _finite_only(lq, f"NLL ({model})", notes)
+    out: dict[str, Any] = {"n_nll_failed": int((~ok).sum()), "nll_failure_fraction": float((~ok).mean())}
+    if ok.any():
+        v = lq[ok]
+        # The mean is what the paper reports; the median shows the bulk when a few reference points
+        # fall where the model has (almost) no mass, e.g. in a missed mode.
+        out.update(nll=float(-v.mean()), n_nll=int(ok.sum()), nll_median=float(-np.median(v)),
+                   nll_std_error=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+    return out
 
 
 def density_likelihood_block(density: Any, energy: Energy, r: Samples | None, n_points: int, seed: int,
-                             notes: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                             notes: list[str]) -> tuple[LikelihoodResult, ReweightedResult | None]:
     """The likelihood block from a fitted :class:`~idem_md.dem.density.DensityModel`."""
     cfg = density.config
 
     def draw(n: int) -> tuple[_SamplesWithEnergies, torch.Tensor]:
         x, lq = density.sample_with_log_prob(n, generator=torch.Generator().manual_seed(seed))
         ok = torch.isfinite(lq) & torch.isfinite(x).flatten(1).all(1)
-        e = torch.full((n,), float("nan"), dtype=torch.float64)
-        with torch.no_grad():
-            if ok.any():
-                e[ok] = torch.cat([energy.energy(c) for c in torch.split(x[ok].double(), _ENERGY_CHUNK)]).double()
+        e = torch.full((n,), float("nan"), dtype=torch.float64)  # (n,), NaN where the draw failed
+        if ok.any():
+            e[ok.cpu()] = compute_energies(x[ok].double(), energy).cpu().double()
         return _SamplesWithEnergies(x, e), lq
 
     method = (f"CNF density model fitted by flow matching ({density.network_kind} field), torchdiffeq "
@@ -149,7 +150,7 @@ class _SamplesWithEnergies:
 
 def score_likelihood_block(sampler: Any, energy: Energy, r: Samples | None, n_points: int, steps: int,
                            divergence: str, seed: int, notes: list[str]
-                           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                           ) -> tuple[LikelihoodResult, ReweightedResult | None]:
     """The likelihood block from the probability-flow ODE of the trained score (a diagnostic)."""
     t_min = _ode_t_min()
     start = f"t = {t_min:g}" if t_min is not None else "t = 0"
