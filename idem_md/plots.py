@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ._files import staged_files
+from .samples.energies import compute_energies
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: `import idem_md` must not pull it in
     from matplotlib.axes import Axes
@@ -333,8 +334,7 @@ def _energies(v: Any, label: str, energy: Any) -> np.ndarray:
         if e is None:
             if energy is None:
                 raise ValueError(f"{name} carries no energies; pass energy= to compute them")
-            with torch.no_grad():
-                e = energy.energy(v.positions.to(energy._device() or torch.device("cpu")))
+            e = compute_energies(v.positions, energy)  # (N,), counted by the energy
         v = e
     a = _as_numpy(v, name)
     if a.ndim != 1:
