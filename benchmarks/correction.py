@@ -57,7 +57,7 @@ def summarise(samples: Samples, energy, refs: dict[str, Samples]) -> dict:
     for label, ref in refs.items():
         rep = evaluate(samples, energy, ref, n_batches=min(5, max(1, len(samples) // 1000)),
                        batch_size=min(1000, len(samples)), geometric_max_samples=100)
-        row[label] = {k: {"mean": v["mean"], "std": v["std"]} for k, v in rep.metrics.items()
+        row[label] = {k: {"mean": v.mean, "std": v.std} for k, v in rep.metrics.items()
                       if k in ("energy_w2", "distance_w2", "coordinate_w2", "geometric_w2", "mode_coverage")}
         row[label]["reference_energy_max"] = float(ref.energies.max())
     if energy.name == "gmm40":

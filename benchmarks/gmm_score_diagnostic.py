@@ -60,8 +60,8 @@ def main() -> None:
         s = IDEMSampler.load(path, device="cpu")
         m = evaluate(s.sample(args.n_samples, progress=False), gmm, ref, likelihood=False).metrics
         err = score_errors(s)
-        print(f"| {path} | {s.outer_iteration} | {s.config.loss_weighting} | {m['coordinate_w2']['mean']:.2f} ± "
-              f"{m['coordinate_w2']['std']:.2f} | {m['energy_w2']['mean']:.2f} | {m['mode_coverage']['mean']:.3f} | "
+        print(f"| {path} | {s.outer_iteration} | {s.config.loss_weighting} | {m['coordinate_w2'].mean:.2f} ± "
+              f"{m['coordinate_w2'].std:.2f} | {m['energy_w2'].mean:.2f} | {m['mode_coverage'].mean:.3f} | "
               f"{' / '.join(f'{e:.0%}' for e in err['network'])} | {' / '.join(f'{e:.1%}' for e in err['estimator'])} |",
               flush=True)
 

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         out["runs"][str(run)] = {
             "gaussian_skip_sigma": s.config.gaussian_skip_sigma, "outer_iterations": s.outer_iteration,
             "jacobian_bound": rows, "n_diverged": samples.metadata.get("n_diverged", 0),
-            "metrics": {k: v["mean"] for k, v in rep.metrics.items()}}
+            "metrics": {k: v.mean for k, v in rep.metrics.items()}}
         print(run, json.dumps(out["runs"][str(run)], default=float), flush=True)
     (ROOT / "docs" / "results" / f"large_t_{args.tag}.json").write_text(json.dumps(out, indent=2, default=float))
     return 0

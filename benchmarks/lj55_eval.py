@@ -31,7 +31,7 @@ def row(x: torch.Tensor, energy, ref: Samples, evals: int, wall: float) -> dict:
     rep = evaluate(s, energy, ref, n_batches=1, batch_size=len(s), geometric_max_samples=100)
     return {"n": int(ok.sum()), "energy_evaluations": evals, "wall_s": wall, "energy_max": float(e[ok].max()),
             "energy_median": float(e[ok].median()),
-            **{k: rep.metrics[k]["mean"] for k in KEYS if k in rep.metrics}}
+            **{k: rep.metrics[k].mean for k in KEYS if k in rep.metrics}}
 
 
 def main(argv=None) -> int:
