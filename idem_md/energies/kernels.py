@@ -16,9 +16,11 @@ the error of a float32 accumulation (on LJ-13 reference samples: max force error
 widened kernel measured no slower than a float32-arithmetic one: the pair loop is
 latency bound, not vectorised.
 
-numba is imported on first use, not when this module is imported, so that
-``import idem_md`` stays fast. Kernels are compiled with ``cache=True``: the JIT cost
-(a few seconds per dtype) is paid once per machine and stored in ``__pycache__``.
+The compiled loops are in :mod:`idem_md.energies.kernels_numba`; this module holds the
+backend choice and the checked numpy and torch interfaces. numba is imported on first use,
+not when this module is imported, so that ``import idem_md`` stays fast. Kernels are
+compiled with ``cache=True``: the JIT cost (a few seconds per dtype) is paid once per
+machine and stored in ``__pycache__``.
 numba's global settings are left alone: all cores, and its default threading layer,
 GNU OpenMP where TBB is not installed. Like torch's own OpenMP pool, that layer is not
 fork-safe: a process forked after an evaluation aborts or hangs in its first parallel
@@ -127,154 +129,13 @@ def use_numba(backend: str, x: torch.Tensor) -> bool:
 
 
 # ------------------------------------------------------------------- kernels
-def _build_kernels() -> dict[str, Callable[..., None]]:
-    """Compile (or load from the on-disk cache) the numba kernels."""
-    import numba
-    from numba import prange
-
-    # Everything is inlined and the chunk count comes from the caller: a call to another
-    # jitted closure or to numba.get_num_threads() inside would make the kernels uncachable.
-    # Coordinates live in per-axis float64 scratch rows; 1D and 2D inputs are padded with
-    # zeros on the missing axes (which changes neither distances nor centring), so one code
-    # path with particle i's terms in registers serves d = 1, 2, 3. That layout measured
-    # ~30% faster than loops over a runtime d. fastmath stays off: it bought nothing
-    # measurable and would relax the IEEE semantics the reference comparison relies on.
-
-    @numba.njit(parallel=True, cache=True)
-    def lj_kernel(x, epsilon, r_m, pair_factor, softening, oscillator_scale, energy, forces, with_forces, n_chunks):
-        batch, n, d = x.shape
-        fe = pair_factor * epsilon
-        rm2 = r_m * r_m
-        two_c = 2.0 * oscillator_scale
-        for c in prange(n_chunks):
-            px = np.empty(n)  # (n,) float64 scratch per axis, one set per chunk
-            py = np.empty(n)
-            pz = np.empty(n)
-            gx = np.empty(n)  # (n,) dE/dx of the pair term (without f epsilon)
-            gy = np.empty(n)
-            gz = np.empty(n)
-            for b in range(c * batch // n_chunks, (c + 1) * batch // n_chunks):
-                sx = 0.0
-                sy = 0.0
-                sz = 0.0
-                for i in range(n):
-                    px[i] = x[b, i, 0]
-                    py[i] = x[b, i, 1] if d > 1 else 0.0
-                    pz[i] = x[b, i, 2] if d > 2 else 0.0
-                    sx += px[i]
-                    sy += py[i]
-                    sz += pz[i]
-                    gx[i] = 0.0
-                    gy[i] = 0.0
-                    gz[i] = 0.0
-                sx /= n
-                sy /= n
-                sz /= n
-                e_pair = 0.0
-                for i in range(n - 1):
-                    xi = px[i]
-                    yi = py[i]
-                    zi = pz[i]
-                    gxi = 0.0
-                    gyi = 0.0
-                    gzi = 0.0
-                    for j in range(i + 1, n):
-                        dx = xi - px[j]
-                        dy = yi - py[j]
-                        dz = zi - pz[j]
-                        r2 = softening + dx * dx + dy * dy + dz * dz
-                        t = rm2 / r2
-                        inv6 = t * t * t
-                        e_pair += inv6 * (inv6 - 2.0)
-                        if with_forces:
-                            # dE/dr2 = -6 inv6 (inv6 - 1) / r2 and dE/dx_i = 2 dE/dr2 (x_i - x_j)
-                            g = -12.0 * inv6 * (inv6 - 1.0) / r2
-                            gxi += g * dx
-                            gyi += g * dy
-                            gzi += g * dz
-                            gx[j] -= g * dx
-                            gy[j] -= g * dy
-                            gz[j] -= g * dz
-                    gx[i] += gxi
-                    gy[i] += gyi
-                    gz[i] += gzi
-                e_osc = 0.0
-                for i in range(n):
-                    cx = px[i] - sx
-                    cy = py[i] - sy
-                    cz = pz[i] - sz
-                    e_osc += cx * cx + cy * cy + cz * cz
-                    if with_forces:
-                        # The oscillator's gradient is 2 c (x_i - xbar): the xbar terms cancel.
-                        forces[b, i, 0] = -(fe * gx[i] + two_c * cx)
-                        if d > 1:
-                            forces[b, i, 1] = -(fe * gy[i] + two_c * cy)
-                        if d > 2:
-                            forces[b, i, 2] = -(fe * gz[i] + two_c * cz)
-                energy[b] = fe * e_pair + oscillator_scale * e_osc
-
-    @numba.njit(parallel=True, cache=True)
-    def dw_kernel(x, a, b_coef, d0, min_distance, energy, forces, with_forces, n_chunks):
-        batch, n, d = x.shape
-        for c in prange(n_chunks):
-            px = np.empty(n)  # (n,) float64 scratch per axis, one set per chunk
-            py = np.empty(n)
-            pz = np.empty(n)
-            gx = np.empty(n)
-            gy = np.empty(n)
-            gz = np.empty(n)
-            for b in range(c * batch // n_chunks, (c + 1) * batch // n_chunks):
-                for i in range(n):
-                    px[i] = x[b, i, 0]
-                    py[i] = x[b, i, 1] if d > 1 else 0.0
-                    pz[i] = x[b, i, 2] if d > 2 else 0.0
-                    gx[i] = 0.0
-                    gy[i] = 0.0
-                    gz[i] = 0.0
-                e = 0.0
-                for i in range(n - 1):
-                    xi = px[i]
-                    yi = py[i]
-                    zi = pz[i]
-                    gxi = 0.0
-                    gyi = 0.0
-                    gzi = 0.0
-                    for j in range(i + 1, n):
-                        dx = xi - px[j]
-                        dy = yi - py[j]
-                        dz = zi - pz[j]
-                        dist = np.sqrt(dx * dx + dy * dy + dz * dz)
-                        u = dist - d0
-                        u2 = u * u
-                        e += a * u2 * u2 + b_coef * u2
-                        if with_forces:
-                            # dE/dx_i = dE/dd (x_i - x_j) / d, with d guarded as in the reference
-                            g = (4.0 * a * u2 * u + 2.0 * b_coef * u) / max(dist, min_distance)
-                            gxi += g * dx
-                            gyi += g * dy
-                            gzi += g * dz
-                            gx[j] -= g * dx
-                            gy[j] -= g * dy
-                            gz[j] -= g * dz
-                    gx[i] += gxi
-                    gy[i] += gyi
-                    gz[i] += gzi
-                energy[b] = e
-                if with_forces:
-                    for i in range(n):
-                        forces[b, i, 0] = -gx[i]
-                        if d > 1:
-                            forces[b, i, 1] = -gy[i]
-                        if d > 2:
-                            forces[b, i, 2] = -gz[i]
-
-    return {"lj": lj_kernel, "dw": dw_kernel}
-
-
 def _kernels() -> dict[str, Callable[..., None]]:
+    """The compiled kernels of :mod:`idem_md.energies.kernels_numba` (imported, so numba too, on first use)."""
     global _KERNELS
     if _KERNELS is None:
-        _KERNELS = _build_kernels()
+        from . import kernels_numba
+
+        _KERNELS = {"lj": kernels_numba.lj_kernel, "dw": kernels_numba.dw_kernel}
     return _KERNELS
 
 
