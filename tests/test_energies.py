@@ -121,6 +121,21 @@ def test_gmm40_definition_and_exact_samples():
     total = float(gmm.log_prob(grid).exp().sum() * 0.2**2)
     assert total == pytest.approx(1.0, abs=1e-6)
     assert torch.allclose(gmm.energy(gmm.means[:1]), -gmm.log_prob(gmm.means[:1]))
+    # exact samples have the mixture's moments: mean = mean of the means, cov = std^2 I + cov of the means
+    mu, xd = gmm.means.double(), x.double()
+    cov = gmm.std**2 * torch.eye(2, dtype=torch.float64) + torch.cov(mu.T, correction=0)
+    se = (cov.diagonal() / len(x)).sqrt()
+    assert ((xd.mean(0) - mu.mean(0)).abs() < 4 * se).all(), (xd.mean(0), mu.mean(0), se)
+    assert torch.allclose(torch.cov(xd.T), cov, atol=0.05 * float(cov.diagonal().mean())), (torch.cov(xd.T), cov)
+    # ... and every mode the width std: residuals around the modes with no other mode within 8 std
+    # (the total covariance above is dominated by the spread of the means and would not notice)
+    others = torch.cdist(mu, mu) + torch.diag(torch.full((40,), math.inf, dtype=torch.float64))
+    isolated = others.min(1).values > 8 * gmm.std  # (40,)
+    near = nearest[isolated[nearest]]
+    residual = xd[isolated[nearest]] - mu[near]  # (m, 2)
+    assert isolated.sum() >= 3 and len(residual) > 1000
+    ratio = residual.pow(2).mean(0) / gmm.std**2
+    assert ((ratio > 0.9) & (ratio < 1.1)).all(), ratio
 
 
 def test_energies_count_evaluations():
