@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idem_md import IDEMConfig, IDEMSampler, get_energy
@@ -70,8 +70,6 @@ def test_energy_gives_B_results_or_names_x(name, data):
     energy = SYSTEMS[name]
     x, scale = data.draw(energy_inputs(energy))
     valid = _is_valid(energy, x)
-    # Known bug, tracked by test_empty_batch_gives_empty_results: GMM-40 fails on a (0, 2) batch.
-    assume(not (name == "gmm40" and x.is_floating_point() and x.ndim in (2, 3) and x.shape[0] == 0))
     for method in ("energy", "energy_and_forces"):
         try:
             out = getattr(energy, method)(x)
