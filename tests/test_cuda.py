@@ -80,7 +80,7 @@ def test_equivariant_network_on_cuda_float64():
 
 
 @pytest.mark.parametrize("system", ["dw4", "gmm40"])
-def test_fit_sample_save_and_resume_on_cpu(system, tmp_path):
+def test_fit_and_sample_on_cuda_then_resume_the_checkpoint_on_cpu_and_back(system, tmp_path):
     opts = dict(TINY)
     if system == "gmm40":
         opts["network_options"] = dict(hidden_dim=16, n_hidden_layers=1, time_embedding_dim=8)
