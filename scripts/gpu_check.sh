@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared run for a lent GPU machine (not CI): CUDA tests, energy-kernel and training
-# benchmarks on the GPU, and a short DW-4 training run at the paper preset, stopped with SIGTERM
-# (which saves a checkpoint) and brought back for evaluation on a CPU machine.
+# benchmarks on the GPU, the refill with and without CUDA graphs, and a short DW-4 training run at the
+# paper preset, stopped with SIGTERM (which saves a checkpoint) and brought back for evaluation on a CPU machine.
 #
 #   OUT=gpu_out bash scripts/gpu_check.sh            # on the GPU machine, from the repo root
 #   DEVICE=cpu SECONDS_PER_PART=20 bash scripts/gpu_check.sh   # dry run of the script itself
@@ -23,7 +23,7 @@ fi
   nproc; } 2>&1 | tee "$OUT/machine.txt"
 
 echo "== CUDA tests"; t0=$(date +%s)
-timeout "$(budget 150)" python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_dem.py tests/test_nn.py \
+timeout "$(budget 150)" python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_graphs.py tests/test_dem.py tests/test_nn.py \
   tests/test_sampler.py 2>&1 | tee "$OUT/tests.log" | tail -n 12
 echo "tests: $(( $(date +%s) - t0 )) s"
 
@@ -36,6 +36,11 @@ echo "== training benchmark (paper batch and K)"; t0=$(date +%s)
 timeout "$(budget 130)" python3 benchmarks/bench_training.py --device "$DEVICE" --systems dw4 lj13 lj55 --repeats 5 \
   --sde-samples 1000 2>&1 | tee "$OUT/training.md" | tail -n 8
 echo "training benchmark: $(( $(date +%s) - t0 )) s"
+
+echo "== reverse-SDE refill: eager vs CUDA graphs (IDEMConfig.cuda_graphs)"; t0=$(date +%s)
+timeout "$(budget 90)" python3 benchmarks/refill_graphs.py --device "$DEVICE" --systems dw4 lj13 lj55 --samples 1000 \
+  --steps 50 --repeats 3 2>&1 | tee "$OUT/refill_graphs.md" | tail -n 6
+echo "refill graphs: $(( $(date +%s) - t0 )) s"
 
 echo "== DW-4, paper preset, stopped by SIGTERM"; t0=$(date +%s)
 rm -rf /tmp/gpu_dw4
