@@ -13,7 +13,8 @@ from idem_md import get_energy
 from idem_md.io import SUPPORTED_SUFFIXES, Samples
 from idem_md.units import ANGSTROM_PER_NM, NM_PER_ANGSTROM, REDUCED_LENGTH_IN_FILES_ANGSTROM
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from conftest import require_reference
+
 FORMATS = [".npz", ".xyz", ".dcd"]
 
 
@@ -58,9 +59,8 @@ def test_from_array_computes_energies_and_metadata():
         Samples.from_array(torch.randn(5, 40), 13, 3)
 
 
-@pytest.mark.skipif(not (REFERENCE / "test_split_DW4.npy").exists(), reason="reference samples not present")
 def test_from_array_reference_dw4_energies():
-    data = np.load(REFERENCE / "test_split_DW4.npy")[:2000]
+    data = np.load(require_reference("test_split_DW4.npy"))[:2000]
     s = Samples.from_array(data, 4, 2, energy=get_energy("dw4"), centre=True, metadata={"source": "reference"})
     assert s.positions.dtype == torch.float32
     assert abs(float(s.energies.double().mean()) - (-22.45)) < 0.25  # README: mean -22.450, std 1.9

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -18,7 +16,8 @@ from idem_md.nn import (
 )
 from idem_md.testing import assert_equivariant, assert_invariant, random_orthogonal
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from conftest import require_reference
+
 F64 = torch.float64
 SMALL = {"hidden_irreps": "16x0e + 4x1o", "n_layers": 2, "radial_hidden": 32}
 
@@ -60,9 +59,7 @@ def test_equivariant_net_is_e3_equivariant_and_com_free(n, d, t):
 
 
 def test_equivariance_on_reference_lj13_configurations():
-    path = REFERENCE / "test_split_LJ13.npy"
-    if not path.exists():
-        pytest.skip(f"reference samples not found at {path}")
+    path = require_reference("test_split_LJ13.npy")
     x = torch.from_numpy(np.load(path)[:6].astype(np.float64)).reshape(6, 13, 3)
     net = _net(13, 3, **SMALL)
     assert_equivariant(_at_time(net, 0.3), 13, 3, reflections=True, x=x, n_trials=1)
@@ -321,9 +318,7 @@ def test_assert_invariant():
 
 
 def test_assert_invariant_on_reference_dw4_energy():
-    path = REFERENCE / "test_split_DW4.npy"
-    if not path.exists():
-        pytest.skip(f"reference samples not found at {path}")
+    path = require_reference("test_split_DW4.npy")
     from idem_md import get_energy
 
     x = torch.from_numpy(np.load(path)[:8].astype(np.float64)).reshape(8, 4, 2)
