@@ -196,10 +196,11 @@ def training_curves(history: Any, x: str = "outer_iteration") -> "Figure":
 
     Parameters
     ----------
-    history : list of dict or IDEMSampler
-        :attr:`IDEMSampler.history` records (keys ``outer_iteration``,
+    history : list of records or dicts, or IDEMSampler
+        :attr:`IDEMSampler.history` records (fields ``outer_iteration``,
         ``loss``, ``buffer_new_mean_energy``, ``energy_evaluations``; and
-        ``buffer_new_median_energy`` when present), or the sampler itself.
+        ``buffer_new_median_energy`` when present), the same as dicts (e.g. the
+        lines of a run's ``metrics.jsonl``), or the sampler itself.
     x : {"outer_iteration", "energy_evaluations"}
         Quantity on the horizontal axis.
 
@@ -213,7 +214,7 @@ def training_curves(history: Any, x: str = "outer_iteration") -> "Figure":
     """
     records = getattr(history, "history", history)
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
-        raise TypeError(f"history must be a list of dicts (IDEMSampler.history) or a sampler, got "
+        raise TypeError(f"history must be a list of records or dicts (IDEMSampler.history) or a sampler, got "
                         f"{type(history).__name__}")
     if len(records) == 0:
         raise ValueError("history is empty: train for at least one outer iteration first")
@@ -221,13 +222,14 @@ def training_curves(history: Any, x: str = "outer_iteration") -> "Figure":
         raise ValueError(f"x must be 'outer_iteration' or 'energy_evaluations', got {x!r}")
     need = {x, "loss", "buffer_new_mean_energy"}
     for i, rec in enumerate(records):
-        if not isinstance(rec, Mapping) or not need <= set(rec):
-            have = sorted(rec) if isinstance(rec, Mapping) else type(rec).__name__
-            raise ValueError(f"history[{i}] must be a dict with keys {sorted(need)}, got {have}")
-    xs = np.array([float(r[x]) for r in records])
-    loss = np.array([_float_or_nan(r["loss"]) for r in records])
-    e_new = np.array([_float_or_nan(r["buffer_new_mean_energy"]) for r in records])
-    e_median = np.array([_float_or_nan(r.get("buffer_new_median_energy", float("nan"))) for r in records])
+        have = set(rec) if isinstance(rec, Mapping) else {k for k in need if hasattr(rec, k)}
+        if not need <= have:
+            shown = sorted(have) if isinstance(rec, Mapping) else type(rec).__name__
+            raise ValueError(f"history[{i}] must be a record or dict with fields {sorted(need)}, got {shown}")
+    xs = np.array([float(_field(r, x)) for r in records])
+    loss = np.array([_float_or_nan(_field(r, "loss")) for r in records])
+    e_new = np.array([_float_or_nan(_field(r, "buffer_new_mean_energy")) for r in records])
+    e_median = np.array([_float_or_nan(_field(r, "buffer_new_median_energy", float("nan"))) for r in records])
 
     fig = _new_figure(figsize=(6.5, 6.0))
     ax_loss, ax_e = fig.subplots(2, 1, sharex=True)
@@ -374,6 +376,13 @@ def _step_histograms(ax: "Axes", series: Mapping[str, np.ndarray], bins: int, rn
         weights = np.full(int(inside.sum()), 1.0 / (len(a) * (edges[1] - edges[0])))
         ax.hist(a[inside], bins=edges, weights=weights, histtype="step", linewidth=1.5, label=text)
     ax.legend(fontsize="small")
+
+
+def _field(rec: Any, name: str, default: Any = None) -> Any:
+    """``rec[name]`` of a dict, ``rec.name`` of a record (``default`` when absent)."""
+    if isinstance(rec, Mapping):
+        return rec.get(name, default)
+    return getattr(rec, name, default)
 
 
 def _float_or_nan(v: Any) -> float:

@@ -122,8 +122,34 @@ def test_training_curves(tmp_path):
     assert len(training_curves(sampler).axes) == 2
     with pytest.raises(ValueError, match="history is empty"):
         training_curves([])
-    with pytest.raises(ValueError, match=r"history\[0\] must be a dict with keys"):
+    with pytest.raises(ValueError, match=r"history\[0\] must be a record or dict with fields"):
         training_curves([{"loss": 1.0}])
+    with pytest.raises(ValueError, match=r"history\[0\] .* got object"):
+        training_curves([object()])
+
+
+def test_training_curves_reads_typed_records_without_the_dict_view():
+    import dataclasses
+    import warnings
+
+    from idem_md._records import Record
+
+    @dataclasses.dataclass(frozen=True)
+    class Rec(Record):  # the shape of IDEMSampler.history's records
+        outer_iteration: int
+        loss: float
+        buffer_new_mean_energy: float
+        buffer_new_median_energy: float
+        energy_evaluations: int
+
+    history = [Rec(i + 1, 1.0 / (i + 1), -10.0 - i, -11.0 - i, 100 * (i + 1)) for i in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # attributes, not rec["loss"]
+        fig = training_curves(history, x="energy_evaluations")
+    ax_loss, ax_e = fig.axes
+    np.testing.assert_array_equal(ax_loss.lines[0].get_xdata(), [100, 200, 300, 400])
+    np.testing.assert_allclose(ax_loss.lines[0].get_ydata(), [1.0, 0.5, 1 / 3, 0.25])
+    np.testing.assert_allclose(ax_e.lines[1].get_ydata(), [-11.0, -12.0, -13.0, -14.0])  # the median line
     with pytest.raises(ValueError, match="x must be"):
         training_curves(history, x="wall_time")
 
