@@ -98,6 +98,7 @@ def estimate_dem_score(
     control_variate_scale: float | None = None,
     target_ess: float | None = None,
     min_mc_samples: int = 100,
+    proposal_shift: torch.Tensor | None = None,
 ) -> ScoreEstimate:
     r"""Monte-Carlo DEM estimate of the noised score at ``(x_t, t)`` (Eq. 8).
 
@@ -136,6 +137,16 @@ def estimate_dem_score(
         its effective sample size ``(sum w)^2 / sum w^2`` reaches ``target_ess`` (or K is spent).
     min_mc_samples : int
         Round size of the adaptive K.
+    proposal_shift : torch.Tensor or None
+        ``(B, n, d)`` offset ``delta`` (working length) of an importance-sampling proposal for the
+        perturbations: :math:`x^{(k)} = x_t + \delta + \sqrt{h} \epsilon_k` instead of
+        :math:`x_t + \sqrt{h} z_k`, each weight multiplied by the density ratio
+        :math:`\mathcal N(z_k; 0, I) / \mathcal N(z_k; \mu, I) = \exp(-z_k \cdot \mu + |\mu|^2 / 2)`
+        with :math:`z_k = \mu + \epsilon_k`, :math:`\mu = \delta / \sqrt h`, so the estimate stays
+        consistent for any shift. The useful shift is the current network's denoising step
+        :math:`\delta = h\, s_\theta(x_t, t)` (Tweedie: the posterior mean of the perturbation), which
+        centres the perturbations where the Boltzmann weight is, at large t where the plain ball of
+        radius :math:`\sqrt h` mostly misses it. None: no shift (iDEM's estimator).
 
     Returns
     -------
@@ -149,10 +160,11 @@ def estimate_dem_score(
     _check_options(num_mc_samples, chunk_size, antithetic, control_variate_scale, target_ess, min_mc_samples)
     K = num_mc_samples
     h = schedule.h(t).to(x_t)
+    mu = _shift_in_sigma_units(proposal_shift, x_t, h)  # (B, n, d) or None
     state = _StreamState.empty(x_t)
     if target_ess is None:
         _stream(energy, x_t, h, torch.arange(B, device=x_t.device), K, state, chunk_size, coordinate_scale,
-                antithetic, generator)
+                antithetic, generator, mu)
     else:
         while True:
             unmet = (state.k == 0) | (state.s1 * state.s1 < target_ess * state.s2)  # (sum w)^2 / sum w^2 < target
@@ -160,8 +172,19 @@ def estimate_dem_score(
             if len(active) == 0:
                 break
             k_round = min(min_mc_samples, K - int(state.k[active].min()))
-            _stream(energy, x_t, h, active, k_round, state, chunk_size, coordinate_scale, antithetic, generator)
+            _stream(energy, x_t, h, active, k_round, state, chunk_size, coordinate_scale, antithetic, generator, mu)
     return _finish(state, energy, x_t, h, coordinate_scale, score_clip, control_variate_scale)
+
+
+def _shift_in_sigma_units(shift: torch.Tensor | None, x_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor | None:
+    """``mu = delta / sqrt(h)`` (B, n, d), validated; None without a shift."""
+    if shift is None:
+        return None
+    if not isinstance(shift, torch.Tensor) or shift.shape != x_t.shape:
+        raise ValueError(f"proposal_shift must be a tensor of the shape of x_t {tuple(x_t.shape)}, got "
+                         f"{tuple(shift.shape) if isinstance(shift, torch.Tensor) else type(shift).__name__}")
+    mu = shift.to(x_t) / h.sqrt().clamp_min(torch.finfo(h.dtype).tiny)[:, None, None]
+    return torch.where(torch.isfinite(mu), mu, torch.zeros_like(mu))  # a non-finite shift falls back to none
 
 
 def _check_options(K, chunk_size, antithetic, cv_scale, target_ess, min_mc_samples) -> None:
@@ -214,8 +237,10 @@ def _perturbations(shape, antithetic: bool, generator, x: torch.Tensor) -> torch
 
 
 def _stream(energy: Energy, x_t: torch.Tensor, h: torch.Tensor, idx: torch.Tensor, K: int, st: _StreamState,
-            chunk_size: int, coordinate_scale: float, antithetic: bool, generator) -> None:
-    """Add ``K`` perturbations to each row in ``idx`` of the running state, in energy calls of at most ``chunk_size``."""
+            chunk_size: int, coordinate_scale: float, antithetic: bool, generator,
+            mu: torch.Tensor | None = None) -> None:
+    """Add ``K`` perturbations to each row in ``idx`` of the running state, in energy calls of at most ``chunk_size``
+    (``mu``: the proposal's mean in units of sqrt(h), with its importance weight)."""
     n, d = energy.n_particles, energy.spatial_dim
     R = len(idx)
     rows_per_chunk = max(1, min(R, chunk_size // K)) if K <= chunk_size else 1
@@ -229,12 +254,17 @@ def _stream(energy: Energy, x_t: torch.Tensor, h: torch.Tensor, idx: torch.Tenso
         for k0 in range(0, K, k_per_chunk):
             kc = min(K, k0 + k_per_chunk) - k0
             z = _perturbations((len(rows), kc, n, d), antithetic, generator, x_t)
+            if mu is not None:
+                z = z + mu[rows, None]  # (b, kc, n, d): the shifted proposal
             y = x_t[rows, None] + sigma * z  # (b, kc, n, d) perturbed, working coordinates
             y = y if coordinate_scale == 1.0 else y * coordinate_scale  # reduced coordinates
             e, f = energy.energy_and_forces(y.reshape(-1, n, d))
             e = e.to(x_t).reshape(len(rows), kc)
             f = f.to(x_t).reshape(len(rows), kc, n, d)
             logw = -e * inv_kT  # (b, kc)
+            if mu is not None:  # log N(z; 0, I) - log N(z; mu, I)
+                m_r = mu[rows, None]  # (b, 1, n, d)
+                logw = logw - (z * m_r).sum((-2, -1)) + 0.5 * (m_r * m_r).sum((-2, -1))
             ok = torch.isfinite(logw) & torch.isfinite(f).flatten(2).all(-1)
             st.n_nonfinite += int((~ok).sum())
             logw = torch.where(ok, logw, torch.full_like(logw, -torch.inf))
