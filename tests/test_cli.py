@@ -274,8 +274,8 @@ def test_train_cpu_preset_applies_the_shrunken_settings_and_refuses_systems_with
     assert cfg.batch_size == 8 and cfg.sde_steps == CPU_PRESETS["lj13"]["sde_steps"] != preset("lj13").sde_steps
     assert cfg.network_options["hidden_irreps"] == "16x0e + 4x1o" and cfg.sigma_max == preset("lj13").sigma_max
     assert preset("lj55", cpu=True).network_options["radial_max"] == 8.0  # the paper preset's options are kept
-    with pytest.raises(ValueError, match="no CPU preset for system 'dw4'"):
-        preset("dw4", cpu=True)
-    assert main(["train", "--system", "dw4", "--cpu-preset", "--out", str(tmp_path / "r"), "--quiet"]) == 2
-    assert "--cpu-preset: cpu=True: no CPU preset for system 'dw4'" in error_line(capsys, "train")
+    with pytest.raises(ValueError, match="no CPU preset for system 'gmm40'"):
+        preset("gmm40", cpu=True)
+    assert main(["train", "--system", "gmm40", "--cpu-preset", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "--cpu-preset: cpu=True: no CPU preset for system 'gmm40'" in error_line(capsys, "train")
     assert not (tmp_path / "r").exists()
