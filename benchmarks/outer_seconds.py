@@ -1,7 +1,7 @@
 """Seconds per outer iteration at the paper preset and the CPU preset, side by side in one run (not a test).
 
 Trains a fresh sampler for ``--outer`` outer iterations at each preset and prints the wall time of each
-iteration (``history[i]["wall_time_s"]``: inner steps + reverse-SDE refill) and its median, together
+iteration (``history[i].wall_time_s``: inner steps + reverse-SDE refill) and its median, together
 with the energy evaluations per iteration. Run it with nothing else on the machine; the thread count is
 the process's default unless ``--threads`` is given.
 
@@ -30,9 +30,9 @@ def time_preset(system: str, cpu: bool, outer: int, seed: int) -> dict:
     t0 = time.perf_counter()
     history = sampler.fit(outer, progress=False)
     total = time.perf_counter() - t0
-    seconds = [r["wall_time_s"] for r in history]
-    evals = [b["energy_evaluations"] - a for a, b in
-             zip([0] + [r["energy_evaluations"] for r in history[:-1]], history)]
+    seconds = [r.wall_time_s for r in history]
+    evals = [b.energy_evaluations - a for a, b in
+             zip([0] + [r.energy_evaluations for r in history[:-1]], history)]
     return dict(system=system, preset="cpu" if cpu else "paper", outer_iterations=len(history),
                 seconds_per_outer=seconds, median_s=statistics.median(seconds), total_s=total,
                 evaluations_per_outer=evals, sde_steps=config.sde_steps, sde_method=config.sde_method,

@@ -76,17 +76,17 @@ def run_system(system: str, n_samples: int, likelihood_samples: int, checkpoint_
     if from_checkpoint is not None:  # trained elsewhere: evaluate as it is, no further training
         sampler = IDEMSampler.load(from_checkpoint, device="cpu")
         sampler.config = sampler.config.replace(outer_iterations=sampler.outer_iteration)
-        prior_wall = sum(r["wall_time_s"] for r in sampler.history)
+        prior_wall = sum(r.wall_time_s for r in sampler.history)
     elif ckpt.is_file():  # resume an interrupted run: training wall time then counts this process only
         sampler = IDEMSampler.load(ckpt, device="cpu")
         sampler.config = sampler.config.replace(outer_iterations=CPU_RUNS[system].get("outer_iterations", 100))
-        prior_wall = sum(r["wall_time_s"] for r in sampler.history)
+        prior_wall = sum(r.wall_time_s for r in sampler.history)
     else:
         sampler = IDEMSampler(energy, config=CPU_RUNS[system], device="cpu")
         prior_wall = 0.0
     if from_checkpoint is None:
         sampler.fit(checkpoint_path=ckpt)
-    train_s = sum(r["wall_time_s"] for r in sampler.history) if prior_wall else time.perf_counter() - t0
+    train_s = sum(r.wall_time_s for r in sampler.history) if prior_wall else time.perf_counter() - t0
     if train_wall_s is not None:  # measured outside this process (e.g. the GPU run's own wall clock)
         train_s = train_wall_s
     t1 = time.perf_counter()

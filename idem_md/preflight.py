@@ -27,11 +27,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from .sampler import IDEMSampler
+
 __all__ = ["TargetCheckError", "InsufficientMemoryError", "MemoryEstimate", "check_target", "available_memory",
-           "activation_bytes_per_configuration", "check_memory", "BYTES_PER_FLOAT"]
+           "activation_bytes_per_configuration", "check_memory", "BYTES_PER_FLOAT", "check_sampler_target",
+           "check_training_memory", "dead_estimator_error"]
 
 BYTES_PER_FLOAT = 4  # float32, the working precision of training and sampling
 _GIB = 2**30
@@ -183,3 +188,85 @@ def _gib(nbytes: float) -> str:
     if nbytes >= 0.1 * _GIB or nbytes == 0:
         return f"{nbytes / _GIB:.3g} GiB"
     return f"{nbytes / 2**20:.3g} MiB"
+
+
+# ------------------------------------------------------------- the sampler's checks
+def check_sampler_target(sampler: "IDEMSampler") -> None:
+    """Refuse a sampler's target whose energies or forces are non-finite (or constant) on a first batch.
+
+    The batch is ``min(batch_size, 16)`` rows of the replay buffer, else of the prior (drawn with a
+    private generator, so the run's random stream is untouched), in the energy's coordinates. Under
+    torch.distributed rank 0 evaluates and every rank stops with it (:class:`TargetCheckError`).
+    Counted under ``sampler.counters["target_check"]``.
+    """
+    from .dem.sde import sample_prior
+
+    cfg, dist, energy = sampler.config, sampler.dist, sampler.energy
+    m = min(cfg.batch_size, 16)
+    gen = torch.Generator(device=sampler.device).manual_seed(cfg.seed)
+    if len(sampler.buffer):
+        x, where = sampler.buffer.contents()[:m], "the replay buffer"  # (m, n, d)
+    else:
+        x = sample_prior(m, sampler.event_shape, sampler.schedule, sampler.mean_free, generator=gen,
+                         device=sampler.device)  # (m, n, d)
+        where = f"the prior (sigma_max={cfg.sigma_max:g}, coordinate_scale={cfg.coordinate_scale:g})"
+    before, failure = energy.n_evaluations, None
+    if dist.is_main:
+        try:
+            check_target(energy, (x * cfg.coordinate_scale).to(sampler._energy_device()), where)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after every rank has heard of it
+            failure = exc
+    sampler.counters["target_check"] += int(dist.sum(energy.n_evaluations - before))
+    if dist.any(failure is not None):
+        raise failure or TargetCheckError(f"the target check of {energy.name!r} failed on rank 0 "
+                                          "(its message says why)")
+
+
+def _training_estimate(sampler: "IDEMSampler") -> MemoryEstimate:
+    """Bytes of one rank's training step, by part (network activations measured on two configurations)."""
+    from .dem.sde import sample_prior
+
+    cfg, n, d, device = sampler.config, sampler.energy.n_particles, sampler.energy.spatial_dim, sampler.device
+    B = sampler.dist.shard(cfg.batch_size)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    probe = sample_prior(2, sampler.event_shape, sampler.schedule, sampler.mean_free, generator=gen, device=device)
+    act = activation_bytes_per_configuration(sampler.network, probe, torch.full((2,), 0.5, device=device))
+    chunk = min(cfg.estimator_chunk_size, B * cfg.num_mc_samples)  # configurations per energy call
+    n_params = sum(p.numel() for p in sampler.network.parameters())
+    estimate = MemoryEstimate({
+        "network activations (batch_size)": act * B,
+        "estimator chunk (estimator_chunk_size, num_mc_samples)": chunk * 3 * n * d * BYTES_PER_FLOAT,
+        "batch tensors (batch_size)": 8 * B * n * d * BYTES_PER_FLOAT,
+        "reverse-SDE batch (sample_batch_size, samples_per_outer)":
+            3 * min(cfg.sample_batch_size, cfg.samples_per_outer) * n * d * BYTES_PER_FLOAT,
+        "network and optimiser (network_options)": 4 * n_params * BYTES_PER_FLOAT,
+    })
+    if device.type == "cpu":  # the processes of this node share its memory
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if sampler.dist.enabled else 1
+        estimate = MemoryEstimate({name: b * local for name, b in estimate.parts.items()})
+    return estimate
+
+
+def check_training_memory(sampler: "IDEMSampler") -> None:
+    """Refuse (:class:`InsufficientMemoryError`, one line naming the fields) a sampler's training
+    configuration that cannot fit in memory; under torch.distributed every rank stops together."""
+    cfg, name = sampler.config, sampler.energy.name
+    refused = None
+    try:
+        check_memory(_training_estimate(sampler), f"training {name} (batch_size={cfg.batch_size}, "
+                     f"num_mc_samples={cfg.num_mc_samples})", device=sampler.device)
+    except InsufficientMemoryError as exc:
+        refused = exc
+    if sampler.dist.any(refused is not None):  # every rank stops together (no rank left in a collective)
+        raise refused or InsufficientMemoryError(f"training {name}: another rank ran out of memory "
+                                                 "in the pre-flight estimate; reduce batch_size")
+
+
+def dead_estimator_error(sampler: "IDEMSampler", steps: int, checkpoint_path=None) -> FloatingPointError:
+    """The error that stops training after ``steps`` consecutive inner steps with estimator ESS 0."""
+    kept = f"; the last good checkpoint at {checkpoint_path} is kept" if checkpoint_path else ""
+    return FloatingPointError(
+        f"the DEM estimator's ESS was 0 for {steps} consecutive inner steps (outer iteration {sampler.outer_iteration}, "
+        f"inner step {sampler.inner_step}): target {sampler.energy.name!r} returned non-finite energies or forces for "
+        f"every perturbation of every configuration, so nothing is being learned; the run stopped{kept}. Check "
+        "the target around the buffer samples (or a smaller sigma_max / coordinate_scale)")

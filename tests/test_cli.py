@@ -27,6 +27,10 @@ TINY = dict(batch_size=8, num_mc_samples=16, inner_steps=2, samples_per_outer=8,
             sample_batch_size=8, network_options=TINY_NET)
 DEMO_REFERENCE = Path(__file__).resolve().parents[1] / "idem_md" / "data" / "dw4_md_reference.npz"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: The keys of a metrics.jsonl record, in order (as before the records were typed), then the writer's pid.
+METRICS_KEYS = ["outer_iteration", "loss", "estimator_ess", "buffer_new_mean_energy", "buffer_new_median_energy",
+                "energy_evaluations", "estimator_evaluations", "wall_time_s", "nonfinite_perturbations",
+                "rejected_buffer_candidates"]
 
 
 def tiny_sets(**overrides) -> list[str]:
@@ -123,12 +127,21 @@ def test_train_writes_run_directory_and_resumes(tmp_path, capsys):
     assert records[-1]["estimator_evaluations"] == 2 * 2 * 8 * 16
     assert (run / "plots" / "training_curves.png").read_bytes().startswith(PNG_MAGIC)
     capsys.readouterr()
+    history = load_checkpoint(run / "checkpoint.pt")["history"]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    for line, record in zip(lines, history, strict=True):  # the checkpoint's records, each with the writer's pid
+        pid = json.loads(line)["pid"]
+        assert isinstance(pid, int) and line == json.dumps({**record, "pid": pid})
+        assert list(record) == METRICS_KEYS
 
     assert train(run, 3) == 0  # a larger --outer-iterations resumes
     assert "resuming" in capsys.readouterr().err
     assert [r["outer_iteration"] for r in metrics(run)] == [1, 2, 3]
     payload = load_checkpoint(run / "checkpoint.pt")
     assert payload["outer_iteration"] == 3 and payload["counters"]["estimator"] == 3 * 2 * 8 * 16
+    lines = (run / "metrics.jsonl").read_text().splitlines()  # rewritten from the checkpoint, then appended
+    assert lines[:2] == [json.dumps(r) for r in history]
+    assert lines[2] == json.dumps({**payload["history"][2], "pid": json.loads(lines[2])["pid"]})
 
 
 def test_train_resume_with_other_settings_is_refused(trained_run, tmp_path, capsys):

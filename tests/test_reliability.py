@@ -98,7 +98,7 @@ def assert_state_matches_file(sampler: IDEMSampler, payload: dict) -> None:
     assert sampler.outer_iteration == payload["outer_iteration"]
     assert sampler.inner_step == payload["inner_step"]
     assert sampler.counters == payload["counters"] and sampler.nonfinite == payload["nonfinite"]
-    assert sampler.history == payload["history"]
+    assert [r.to_dict() for r in sampler.history] == payload["history"]
     assert torch.equal(sampler.buffer.contents(), payload["buffer"]["data"])
     assert torch.equal(sampler.generator.get_state(), payload["generator"])
     for name, value in sampler.network.state_dict().items():
@@ -145,7 +145,7 @@ def test_hard_kill_leaves_loadable_checkpoint_and_resume_continues_exactly(tmp_p
 
     cfg = sampler.config
     assert sampler.outer_iteration == k + 1 and len(sampler.history) == k + 1
-    assert sampler.history[-1]["outer_iteration"] == k + 1
+    assert sampler.history[-1].outer_iteration == k + 1
     assert sampler.counters["estimator"] - before["estimator"] == inner_steps * cfg.batch_size * cfg.num_mc_samples
     assert sampler.counters["sampling"] - before["sampling"] == cfg.samples_per_outer
     assert sampler.counters["evaluation"] == before["evaluation"]
@@ -297,7 +297,7 @@ def test_interrupt_mid_iteration_resumes_bit_identically(tmp_path):
     assert torch.equal(reference.buffer.contents(), resumed.buffer.contents())
     assert reference.counters == resumed.counters
     def strip(history):
-        return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in history]
+        return [{k: v for k, v in r.to_dict().items() if k != "wall_time_s"} for r in history]
 
     assert strip(reference.history) == strip(resumed.history)
 
@@ -338,12 +338,12 @@ def test_nonfinite_energies_get_zero_weight_and_are_rejected_from_buffer(bad):
     energy.bad_in_estimator = 0
     history = s.fit(progress=False)
 
-    assert s.outer_iteration == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in history)
+    assert s.outer_iteration == 1 and all(torch.isfinite(torch.tensor(r.loss)) for r in history)
     assert energy.bad_in_estimator > 0 and energy.bad_in_energy > 0
     assert s.nonfinite["estimator_perturbations"] == energy.bad_in_estimator
     assert s.nonfinite["rejected_buffer_candidates"] == energy.bad_in_energy
-    assert history[-1]["nonfinite_perturbations"] == energy.bad_in_estimator
-    assert history[-1]["rejected_buffer_candidates"] == energy.bad_in_energy
+    assert history[-1].nonfinite_perturbations == energy.bad_in_estimator
+    assert history[-1].rejected_buffer_candidates == energy.bad_in_energy
     # The initial prior draw is not energy-checked; every later entry had a finite energy.
     contents = s.buffer.contents()
     assert len(contents) == 8 + 8 - energy.bad_in_energy

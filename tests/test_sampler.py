@@ -1,5 +1,8 @@
 """IDEMSampler: training loop, sampling, budgets, checkpoints, config errors (tiny CPU configs)."""
 
+import math
+import warnings
+
 import pytest
 import torch
 
@@ -34,7 +37,9 @@ def test_fit_and_sample_shapes_and_counters(system):
     assert out.energies.shape == (5,) and s.counters["evaluation"] == 5
     if e.is_particle_system:
         assert out.positions.mean(1).abs().max() < 1e-4
-    assert all(k in history[0] for k in ("loss", "estimator_ess", "energy_evaluations"))
+    assert history[-1].outer_iteration == 2 and history[-1].estimator_evaluations == s.counters["estimator"]
+    assert history[-1].energy_evaluations == s.energy_evaluations - 5  # the 5 sample energies came after it
+    assert all(math.isfinite(r.loss) and 0 <= r.estimator_ess <= 1 for r in history)
 
 
 def test_paper_presets():
@@ -213,9 +218,10 @@ def test_history_wall_time_includes_the_refill_and_records_median_energy(monkeyp
 
     monkeypatch.setattr(s, "_generate", slow_generate)
     (record,) = s.fit(progress=False)
-    assert record["wall_time_s"] >= 0.3
+    assert record.wall_time_s >= 0.3
     energies = s.energy.energy(s.buffer.contents()[-8:])
-    assert record["buffer_new_median_energy"] == pytest.approx(float(energies.double().median()), rel=1e-6)
+    assert record.buffer_new_median_energy == pytest.approx(float(energies.double().median()), rel=1e-6)
+    assert record.buffer_new_mean_energy == pytest.approx(float(energies.double().mean()), rel=1e-6)
 
 
 @pytest.mark.parametrize("system", ["gmm40", "dw4"])
@@ -231,6 +237,53 @@ def test_sample_with_log_prob_matches_log_prob_of_the_same_points(system):
     assert torch.allclose(again.cpu().double(), log_q.double(), atol=1.0), (again, log_q)  # Euler both ways
     with pytest.raises(ValueError, match="n must be a positive int"):
         s.sample_with_log_prob(0)
+
+
+RECORD_FIELDS = ["outer_iteration", "loss", "estimator_ess", "buffer_new_mean_energy", "buffer_new_median_energy",
+                 "energy_evaluations", "estimator_evaluations", "wall_time_s", "nonfinite_perturbations",
+                 "rejected_buffer_candidates"]  # the keys (and order) of the dict records before they were typed
+
+
+def test_history_records_are_typed_and_their_dict_view_is_deprecated(tmp_path):
+    from idem_md.sampler import OuterIterationRecord
+
+    seen = []
+    s = tiny_sampler()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # our own code never uses the dict view
+        history = s.fit(progress=False, callbacks=[lambda sampler, record: seen.append(record)],
+                        checkpoint_path=tmp_path / "c.pt")
+        back = IDEMSampler.load(tmp_path / "c.pt", device="cpu")
+    assert all(isinstance(r, OuterIterationRecord) for r in history) and history is s.history
+    assert seen == history == back.history  # callbacks get the records; the checkpoint gives them back
+    first = history[0]
+    assert first.outer_iteration == 1 and first.estimator_evaluations == 2 * 8 * 16
+    assert first.energy_evaluations == 8 + 2 * 8 * 16 + 8  # target check, estimator, refill
+    assert list(first.to_dict()) == RECORD_FIELDS
+    with pytest.warns(DeprecationWarning, match=r"\.loss"):
+        assert first["loss"] == first.loss
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert all(type(r) is dict for r in payload["history"])  # plain data in the file
+    assert payload["history"] == [r.to_dict() for r in history]
+
+
+def test_a_checkpoint_with_the_old_dict_history_loads_into_records(tmp_path):
+    """Checkpoints hold the history as dicts; those written before buffer_new_median_energy existed lack it."""
+    s = tiny_sampler(outer_iterations=3)
+    s.fit(2, progress=False)
+    state = s.state_dict()
+    state["history"][1].pop("buffer_new_median_energy")
+    torch.save(state, tmp_path / "old.pt")
+    back = IDEMSampler.load(tmp_path / "old.pt", device="cpu")
+    assert back.history[0] == s.history[0]
+    assert math.isnan(back.history[1].buffer_new_median_energy)
+    assert back.history[1].loss == s.history[1].loss and back.history[1].wall_time_s == s.history[1].wall_time_s
+    back.fit(progress=False)  # resumes and appends a typed record
+    assert [r.outer_iteration for r in back.history] == [1, 2, 3]
+    state["history"] = [{"loss": 1.0}]
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="history .*lacks outer_iteration"):
+        IDEMSampler.load(tmp_path / "broken.pt")
 
 
 def test_density_model_is_saved_in_the_checkpoint_and_loads_safely(tmp_path):

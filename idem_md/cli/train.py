@@ -1,5 +1,6 @@
 """``idem-md train``: a run directory holding the config, the checkpoint, ``metrics.jsonl`` (one
-record per outer iteration) and the training curves; the same command resumes it."""
+:class:`~idem_md.training.OuterIterationRecord` per line) and the training curves; the same command
+resumes it."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def _train(args, energy, config, run: Path, device) -> int:
     def log_record(s, record):
         if s.dist.is_main:
             with log_path.open("a") as fh:
-                fh.write(json.dumps({**record, "pid": os.getpid()}) + "\n")
+                fh.write(json.dumps({**record.to_dict(), "pid": os.getpid()}) + "\n")
 
     try:
         sampler.fit(checkpoint_path=ckpt, callbacks=[log_record], progress=not args.quiet)
@@ -119,12 +120,12 @@ def _save_target(args, run: Path) -> None:
 
 
 def _rewrite_log(path: Path, history: list) -> None:
-    """``metrics.jsonl`` holding exactly ``history``, written atomically."""
+    """``metrics.jsonl`` holding exactly ``history`` (records as their dicts), written atomically."""
     from .._files import staged_files
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with staged_files([path], overwrite=True) as (tmp,):
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+        tmp.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in history))
 
 
 def _cuda_available() -> bool:
