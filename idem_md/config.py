@@ -54,6 +54,7 @@ class IDEMConfig:
     estimator_cv_scale: float | None = None  # c (working length): blend with the Tweedie form, lambda = c^2/(c^2+h)
     estimator_target_ess: float | None = None  # adaptive K: stop a row once its ESS reaches this (K at most)
     estimator_min_mc_samples: int = 100  # round size of the adaptive K
+    estimator_shift: bool = False  # importance-sample the perturbations around the network's step h * s_theta(x_t, t)
     # Outer loop: reverse SDE refills the buffer
     outer_iterations: int = 100
     samples_per_outer: int = 1000
@@ -154,7 +155,7 @@ class IDEMConfig:
             raise ValueError(f"loss_weighting must be one of {_LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         if self.network not in _NETWORKS:
             raise ValueError(f"network must be one of {_NETWORKS}, got {self.network!r}")
-        for name in ("pdem", "cuda_graphs"):
+        for name in ("pdem", "cuda_graphs", "estimator_shift"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         if not isinstance(self.network_options, dict):

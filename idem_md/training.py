@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from ._records import Record
-from .dem.estimator import estimate_dem_score
+from .dem.estimator import clip_score, estimate_dem_score
 from .dem.sde import remove_mean
 
 if TYPE_CHECKING:
@@ -83,6 +83,15 @@ class OuterIterationRecord(Record):
         return cls(**values)
 
 
+def _tweedie_shift(sampler: "IDEMSampler", x_t: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The current network's denoising step ``h * s_theta(x_t, t)`` (B, n, d), clipped like the targets,
+    as the estimator's importance-sampling shift (``config.estimator_shift``; no gradient)."""
+    cfg = sampler.config
+    s = clip_score(sampler.score(x_t, t), cfg.score_clip, per_particle=sampler.energy.is_particle_system)
+    shift = h[:, None, None] * s  # (B, n, d), working length
+    return remove_mean(shift) if sampler.mean_free else shift
+
+
 def train_step(sampler: "IDEMSampler") -> tuple[float, float]:
     """One gradient step of the DEM regression (iDEM Eq. 9). Returns (loss, mean estimator ESS), all ranks."""
     cfg, dist = sampler.config, sampler.dist
@@ -94,12 +103,14 @@ def train_step(sampler: "IDEMSampler") -> tuple[float, float]:
     x_t = x0 + h.sqrt()[:, None, None] * noise  # (B, n, d)
     if sampler.mean_free:
         x_t = remove_mean(x_t)
+    shift = _tweedie_shift(sampler, x_t, t, h) if cfg.estimator_shift else None  # (B, n, d) or None
     before = sampler.energy.n_evaluations
     est = estimate_dem_score(sampler.energy, x_t, t, sampler.schedule, cfg.num_mc_samples,
                              coordinate_scale=cfg.coordinate_scale, score_clip=cfg.score_clip,
                              chunk_size=cfg.estimator_chunk_size, generator=sampler.generator,
                              antithetic=cfg.estimator_antithetic, control_variate_scale=cfg.estimator_cv_scale,
-                             target_ess=cfg.estimator_target_ess, min_mc_samples=cfg.estimator_min_mc_samples)
+                             target_ess=cfg.estimator_target_ess, min_mc_samples=cfg.estimator_min_mc_samples,
+                             proposal_shift=shift)
     sampler.counters["estimator"] += int(dist.sum(sampler.energy.n_evaluations - before))
     sampler.nonfinite["estimator_perturbations"] += int(dist.sum(est.n_nonfinite))
     sampler.nonfinite["estimator_rows"] += int(dist.sum(est.n_all_nonfinite))

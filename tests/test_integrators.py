@@ -232,6 +232,7 @@ def test_bad_estimator_options_are_one_line_errors():
     ("estimator_antithetic", 1, "estimator_antithetic must be a bool"),
     ("estimator_cv_scale", 0.0, "estimator_cv_scale must be a finite positive"),
     ("estimator_target_ess", 0.5, "estimator_target_ess must be >= 1"),
+    ("estimator_shift", 1, "estimator_shift must be a bool"),
 ])
 def test_config_rejects_bad_integrator_and_estimator_options(field, value, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -269,6 +270,32 @@ def test_sampler_passes_the_integrator_choice_through():
                           network=net, device="cpu")
     sampler.sample(4, compute_energies=False, progress=False)
     assert net.calls == score_evaluations("heun", 5) == 9
+
+
+def test_estimator_shift_passes_the_networks_tweedie_step_to_the_estimator(monkeypatch):
+    import idem_md.training as training
+    from idem_md.sampler import IDEMSampler
+
+    seen = {}
+    real = training.estimate_dem_score
+
+    def spy(energy, x_t, t, schedule, K, **kw):  # the network as it is at the estimator call (before the step)
+        seen.update(x_t=x_t, t=t, shift=kw["proposal_shift"], score=sampler.score(x_t, t))
+        return real(energy, x_t, t, schedule, K, **kw)
+
+    monkeypatch.setattr(training, "estimate_dem_score", spy)
+    cfg = dict(batch_size=6, num_mc_samples=8, inner_steps=1, samples_per_outer=4, sde_steps=2, buffer_size=16,
+               sample_batch_size=4, network_options=dict(hidden_irreps="4x0e + 1x1o", n_layers=1, n_radial_basis=4,
+                                                         radial_hidden=4, time_embedding_dim=4))
+    sampler = IDEMSampler("dw4", config={**cfg, "estimator_shift": True}, device="cpu")
+    sampler.fit(1, progress=False)
+    h = sampler.schedule.h(seen["t"])
+    expected = h[:, None, None] * seen["score"]  # tiny net: below the clip
+    expected = expected - expected.mean(1, keepdim=True)
+    torch.testing.assert_close(seen["shift"], expected)
+    assert sampler.counters["estimator"] == 6 * 8
+    IDEMSampler("dw4", config=cfg, device="cpu").fit(1, progress=False)
+    assert seen["shift"] is None  # off by default
 
 
 def test_the_integrator_benchmark_uses_the_exact_gmm40_noised_score():
