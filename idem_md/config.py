@@ -17,7 +17,8 @@ _TIME_GRIDS = ("uniform", "edm", "log_sigma")  # idem_md.dem.schedule.TIME_GRIDS
 #: Values that reproduce a stored config's behaviour for fields added after it was written
 #: (:meth:`IDEMConfig.from_dict`): Euler-Maruyama on the uniform grid, the plain estimator.
 LEGACY_VALUES: dict[str, Any] = dict(sde_method="euler", sde_time_grid="uniform", estimator_antithetic=False,
-                                     estimator_cv_scale=None, estimator_target_ess=None)
+                                     estimator_cv_scale=None, estimator_target_ess=None, sample_sde_method=None,
+                                     sample_sde_time_grid=None, sample_sde_steps=None)
 
 
 @dataclass
@@ -66,6 +67,12 @@ class IDEMConfig:
     sde_grid_rho: float = 7.0  # rho of the "edm" grid
     sde_exponential_sigma: float = 0.0  # c of the exponential integrator (working length; 0 freezes the denoiser)
     diffusion_scale: float = 1.0  # eta
+    # Integrator of sample() after training (None: the refill's sde_method / sde_time_grid / sde_steps). Heun on the
+    # edm grid with 100 steps (199 network evaluations) matched 1000 Euler steps on the exact GMM-40 score and on
+    # trained DW-4 and LJ-13 networks (docs/results.md); the training refill keeps its own integrator.
+    sample_sde_method: str | None = "heun"
+    sample_sde_time_grid: str | None = "edm"
+    sample_sde_steps: int | None = 100
     pdem: bool = False  # True: no buffer, x0 drawn from the prior (pDEM)
     # Noise schedule and coordinates
     sigma_min: float = 0.01
@@ -110,6 +117,16 @@ class IDEMConfig:
         """
         return cls().replace(**{**LEGACY_VALUES, **dict(data)})
 
+    def sampling_integrator(self) -> tuple[str, str, int]:
+        """``(method, time_grid, steps)`` of :meth:`IDEMSampler.sample`: the ``sample_sde_*`` fields, each
+        falling back to the refill's ``sde_*`` field when None.
+
+        >>> IDEMConfig().sampling_integrator(), IDEMConfig(sample_sde_steps=None).sampling_integrator()[2]
+        (('heun', 'edm', 100), 1000)
+        """
+        return (self.sample_sde_method or self.sde_method, self.sample_sde_time_grid or self.sde_time_grid,
+                self.sample_sde_steps or self.sde_steps)
+
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
         pos_ints = ("batch_size", "num_mc_samples", "inner_steps", "samples_per_outer", "buffer_size",
@@ -135,6 +152,12 @@ class IDEMConfig:
             raise ValueError(f"sigma_min ({self.sigma_min}) must be < sigma_max ({self.sigma_max})")
         _check_choice("sde_method", self.sde_method, _SDE_METHODS)
         _check_choice("sde_time_grid", self.sde_time_grid, _TIME_GRIDS)
+        if self.sample_sde_method is not None:
+            _check_choice("sample_sde_method", self.sample_sde_method, _SDE_METHODS)
+        if self.sample_sde_time_grid is not None:
+            _check_choice("sample_sde_time_grid", self.sample_sde_time_grid, _TIME_GRIDS)
+        if self.sample_sde_steps is not None:
+            _check_int("sample_sde_steps", self.sample_sde_steps, minimum=1)
         _check_float("sde_grid_rho", self.sde_grid_rho, positive=True)
         _check_float("sde_exponential_sigma", self.sde_exponential_sigma, positive=False)
         if not isinstance(self.estimator_antithetic, bool):
@@ -208,11 +231,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["alaninedipeptide"] = PRESETS["aldp"]
 # Shrunken settings for a CPU (``preset(system, cpu=True)``, ``idem-md train --cpu-preset``), applied on top of the
 # paper's: a quarter of the batch, half the MC samples, a quarter of the inner steps, 128 new samples from a
-# 100-step refill, and a two-layer e3nn network of 16 scalars + 4 vectors. Measured on LJ-13 (docs/results.md,
-# "LJ-13 (CPU, shrunken run)"): 9.6e7 evaluations in 60 outer iterations (~8 s each on 2 idle cores, 16-65 s on the
-# loaded one, against ~290 s for the paper preset); raw coordinate W2 4.30 (the GPU-trained paper preset: 4.43),
-# near-overlaps remain, relax+MALA (3000 steps) then meets energy W2 0.46 against the split. LJ-55: the same
-# network and refill, on its own preset's batch.
+# 100-step refill, and a two-layer e3nn network of 16 scalars + 4 vectors. Seconds per outer iteration on 2 idle
+# cores (benchmarks/outer_seconds.py, docs/results/outer_seconds.json): LJ-13 5.1 (paper preset 598), DW-4 2.4
+# (paper preset 45). Quality (docs/results.md, "CPU presets"): LJ-13, 60 outer iterations (9.6e7 evaluations): raw
+# coordinate W2 4.30 (the GPU-trained paper preset: 4.43), near-overlaps remain, relax+MALA (3000 steps) then meets
+# energy W2 0.46 against the split. DW-4 (half the batch and K, the default network), 2e8 evaluations: raw and
+# MALA-corrected energy W2 close to the paper preset's at the same budget. LJ-55: the LJ network and refill, on
+# its own preset's batch.
 _CPU_NETWORK = {"hidden_irreps": "16x0e + 4x1o", "n_layers": 2}
 CPU_PRESETS: dict[str, dict[str, Any]] = {
     "lj13": dict(batch_size=128, num_mc_samples=500, inner_steps=25, samples_per_outer=128, sde_steps=100,

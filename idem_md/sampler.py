@@ -276,9 +276,10 @@ class IDEMSampler:
         with torch.no_grad():
             return self.network(x, t)
 
-    def _generate(self, n: int, steps: int | None = None, progress: bool = False) -> torch.Tensor:
+    def _generate(self, n: int, steps: int | None = None, progress: bool = False, *, method: str | None = None,
+                  time_grid: str | None = None) -> torch.Tensor:
         """``(n, n_particles, spatial_dim)`` reverse-SDE samples in working coordinates (:func:`idem_md.sampling.generate`)."""
-        return sampling.generate(self, n, steps, progress)
+        return sampling.generate(self, n, steps, progress, method=method, time_grid=time_grid)
 
     def sample(self, n: int, *, steps: int | None = None, compute_energies: bool = True, progress: bool = True,
                max_failed_fraction: float = 0.5):
@@ -293,7 +294,9 @@ class IDEMSampler:
         n : int
             Number of trajectories.
         steps : int, optional
-            Integrator steps (default ``config.sde_steps``; the step rule is ``config.sde_method``).
+            Integrator steps (default ``config.sample_sde_steps``, 100; the step rule is
+            ``config.sample_sde_method`` on the ``sample_sde_time_grid``, Heun on the edm grid by default; each
+            None falls back to the training refill's ``sde_*`` field, as runs from before these fields do).
         compute_energies : bool
             Also evaluate the target's energy of each sample (counted under ``"evaluation"``).
         max_failed_fraction : float

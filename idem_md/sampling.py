@@ -39,14 +39,18 @@ def _check_n(n) -> None:
         raise ValueError(f"n must be a positive int, got {n!r}")
 
 
-def generate(sampler: "IDEMSampler", n: int, steps: int | None = None, progress: bool = False) -> torch.Tensor:
+def generate(sampler: "IDEMSampler", n: int, steps: int | None = None, progress: bool = False, *,
+             method: str | None = None, time_grid: str | None = None) -> torch.Tensor:
     """``(n, n_particles, spatial_dim)`` reverse-SDE samples in working coordinates (no ``coordinate_scale``),
     on the sampler's device, in batches of ``config.sample_batch_size`` from the prior; the network call is
-    replayed from CUDA graphs when ``config.cuda_graphs`` (:mod:`idem_md.nn.graphs`)."""
+    replayed from CUDA graphs when ``config.cuda_graphs`` (:mod:`idem_md.nn.graphs`). ``steps``, ``method``,
+    ``time_grid`` default to the training refill's ``config.sde_steps``, ``sde_method``, ``sde_time_grid``."""
     from tqdm.auto import tqdm
 
     cfg = sampler.config
     steps = cfg.sde_steps if steps is None else steps
+    method = cfg.sde_method if method is None else method
+    time_grid = cfg.sde_time_grid if time_grid is None else time_grid
     out = []
     sizes = [min(cfg.sample_batch_size, n - i) for i in range(0, n, cfg.sample_batch_size)]
     bar = tqdm(total=n, disable=not progress, desc=f"reverse SDE ({steps} steps)", unit="sample", mininterval=1.0)
@@ -55,8 +59,8 @@ def generate(sampler: "IDEMSampler", n: int, steps: int | None = None, progress:
         x1 = sampler._prior(m)  # (m, n, d)
         out.append(integrate_reverse_sde(score_fn, x1, sampler.schedule, steps=steps,
                                          diffusion_scale=cfg.diffusion_scale, mean_free=sampler.mean_free,
-                                         generator=sampler.generator, method=cfg.sde_method,
-                                         time_grid=cfg.sde_time_grid, grid_rho=cfg.sde_grid_rho,
+                                         generator=sampler.generator, method=method,
+                                         time_grid=time_grid, grid_rho=cfg.sde_grid_rho,
                                          exponential_sigma=cfg.sde_exponential_sigma))
     if not out:
         return torch.zeros((0, *sampler.event_shape), device=sampler.device)
@@ -73,7 +77,8 @@ def sample(sampler: "IDEMSampler", n: int, *, steps: int | None = None, compute_
     if not 0 <= max_failed_fraction <= 1:
         raise ValueError(f"max_failed_fraction must be in [0, 1], got {max_failed_fraction!r}")
     cfg = sampler.config
-    steps = cfg.sde_steps if steps is None else steps
+    method, time_grid, default_steps = cfg.sampling_integrator()
+    steps = default_steps if steps is None else steps
     dim, m = sampler.energy.dim, min(n, cfg.sample_batch_size)
     check_memory(MemoryEstimate({"the samples (n)": 3 * n * dim * BYTES_PER_FLOAT,
                                  "reverse-SDE batch (sample_batch_size)": 3 * m * dim * BYTES_PER_FLOAT}),
@@ -81,7 +86,8 @@ def sample(sampler: "IDEMSampler", n: int, *, steps: int | None = None, compute_
     if isinstance(steps, int) and steps < 20:
         warnings.warn(f"steps={steps} reverse-SDE steps is far too few for accurate samples (the paper uses "
                       "1000; fewer than ~100 leaves samples far from the target)", stacklevel=stacklevel)
-    x = sampler._generate(n, steps, progress) * cfg.coordinate_scale  # (n, n_particles, d), energy's units
+    x = sampler._generate(n, steps, progress, method=method, time_grid=time_grid)  # (n, n_particles, d), working
+    x = x * cfg.coordinate_scale  # the energy's units
     finite = torch.isfinite(x).flatten(1).all(1)  # (n,)
     n_bad = int((~finite).sum())
     if n_bad > max_failed_fraction * n or n_bad == n:
@@ -95,6 +101,7 @@ def sample(sampler: "IDEMSampler", n: int, *, steps: int | None = None, compute_
                       stacklevel=stacklevel)
     samples = to_samples(sampler, x[finite], compute_energies, source="idem")
     samples.metadata["n_diverged"] = n_bad
+    samples.metadata["integrator"] = {"method": method, "time_grid": time_grid, "steps": steps}
     return samples
 
 

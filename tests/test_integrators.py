@@ -233,6 +233,9 @@ def test_bad_estimator_options_are_one_line_errors():
     ("estimator_cv_scale", 0.0, "estimator_cv_scale must be a finite positive"),
     ("estimator_target_ess", 0.5, "estimator_target_ess must be >= 1"),
     ("estimator_shift", 1, "estimator_shift must be a bool"),
+    ("sample_sde_method", "rk4", "sample_sde_method must be one of"),
+    ("sample_sde_time_grid", "cosine", "sample_sde_time_grid must be one of"),
+    ("sample_sde_steps", 0, "sample_sde_steps must be >= 1"),
 ])
 def test_config_rejects_bad_integrator_and_estimator_options(field, value, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -246,9 +249,12 @@ def test_a_stored_config_without_the_new_fields_keeps_euler_and_the_plain_estima
     for key in ("sde_method", "sde_time_grid", "sde_grid_rho", "sde_exponential_sigma", "estimator_antithetic",
                 "estimator_cv_scale", "estimator_target_ess", "estimator_min_mc_samples"):
         stored.pop(key)
+    for key in ("sample_sde_method", "sample_sde_time_grid", "sample_sde_steps"):
+        stored.pop(key)
     cfg = IDEMConfig.from_dict(stored)
     assert (cfg.sde_method, cfg.sde_time_grid, cfg.estimator_antithetic, cfg.estimator_cv_scale,
             cfg.estimator_target_ess) == ("euler", "uniform", False, None, None)
+    assert cfg.sampling_integrator() == ("euler", "uniform", 1000)  # an old run samples as it always did
     assert IDEMConfig.from_dict({**stored, "sde_method": "heun"}).sde_method == "heun"
 
 
@@ -265,11 +271,21 @@ def test_sampler_passes_the_integrator_choice_through():
             self.calls += 1
             return -x + self.w
 
-    net = Counting()
-    sampler = IDEMSampler("dw4", config=dict(sde_method="heun", sde_time_grid="edm", sde_steps=5, sample_batch_size=4),
-                          network=net, device="cpu")
-    sampler.sample(4, compute_energies=False, progress=False)
-    assert net.calls == score_evaluations("heun", 5) == 9
+    def calls_of_one_sample(**config):
+        net = Counting()
+        sampler = IDEMSampler("dw4", config=dict(sample_batch_size=4, **config), network=net, device="cpu")
+        out = sampler.sample(4, compute_energies=False, progress=False)
+        return net.calls, out.metadata["integrator"]
+
+    # sample() falls back to the refill's integrator where its own fields are None (runs from before them)
+    refill = dict(sde_method="heun", sde_time_grid="edm", sde_steps=5)
+    none = dict(sample_sde_method=None, sample_sde_time_grid=None, sample_sde_steps=None)
+    assert calls_of_one_sample(**refill, **none) == (score_evaluations("heun", 5), dict(method="heun",
+                                                                                        time_grid="edm", steps=5))
+    assert score_evaluations("heun", 5) == 9
+    # the default: Heun on the edm grid, 100 steps, whatever the refill
+    assert calls_of_one_sample(sde_steps=5)[0] == score_evaluations("heun", 100) == 199
+    assert calls_of_one_sample(sample_sde_method="euler", sample_sde_steps=7)[0] == 7
 
 
 def test_estimator_shift_passes_the_networks_tweedie_step_to_the_estimator(monkeypatch):

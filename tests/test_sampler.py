@@ -405,8 +405,8 @@ def test_diverged_trajectories_are_dropped_and_counted(monkeypatch):
     s = tiny_sampler("dw4")
     real = s._generate
 
-    def some_diverge(n, steps=None, progress=False):
-        x = real(n, steps, progress)
+    def some_diverge(n, steps=None, progress=False, **kw):
+        x = real(n, steps, progress, **kw)
         x[::3] = float("nan")  # every third trajectory
         return x
 

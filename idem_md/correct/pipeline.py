@@ -98,7 +98,8 @@ def corrected_samples(sampler: "IDEMSampler", n: int, options: CorrectionOptions
     n : int
         Proposals to draw (SMC particles; diverged or failed proposals are dropped and counted).
     steps : int, optional
-        Reverse-SDE steps of the raw samples (default: the run's ``sde_steps``).
+        Reverse-SDE steps of the raw samples (default: the run's ``sample_sde_steps``, see
+        :meth:`IDEMConfig.sampling_integrator`).
     """
     from ..io import Samples
 
