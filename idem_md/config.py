@@ -235,9 +235,9 @@ PRESETS["alaninedipeptide"] = PRESETS["aldp"]
 # cores (benchmarks/outer_seconds.py, docs/results/outer_seconds.json): LJ-13 5.1 (paper preset 598), DW-4 2.4
 # (paper preset 45). Quality (docs/results.md, "CPU presets"): LJ-13, 60 outer iterations (9.6e7 evaluations): raw
 # coordinate W2 4.30 (the GPU-trained paper preset: 4.43), near-overlaps remain, relax+MALA (3000 steps) then meets
-# energy W2 0.46 against the split. DW-4 (half the batch and K, the default network), 2e8 evaluations: raw and
-# MALA-corrected energy W2 close to the paper preset's at the same budget. LJ-55: the LJ network and refill, on
-# its own preset's batch.
+# energy W2 0.46 against the split. DW-4 (half the batch and K, the default network), 2e8 evaluations, against long
+# MD: raw energy W2 1.73 (paper preset at the same budget 2.22), + 100 MALA steps 0.34 (0.30), but pair-distance W2
+# 0.49 (0.155) and 3% diverged 100-step trajectories. LJ-55: the LJ network and refill, on its own preset's batch.
 _CPU_NETWORK = {"hidden_irreps": "16x0e + 4x1o", "n_layers": 2}
 CPU_PRESETS: dict[str, dict[str, Any]] = {
     "lj13": dict(batch_size=128, num_mc_samples=500, inner_steps=25, samples_per_outer=128, sde_steps=100,
