@@ -44,6 +44,8 @@ def test_fit_and_sample_shapes_and_counters(system):
 
 def test_paper_presets():
     assert preset("gmm40").coordinate_scale == 50.0 and preset("gmm40").network == "mlp"
+    gmm = get_energy("gmm40")  # the control variate's scale is the modes' width in working units
+    assert abs(preset("gmm40").estimator_cv_scale - float(gmm.std) / 50.0) < 1e-4
     # GMM-40 needs Fourier coordinate features to resolve its narrow modes (docs/results.md)
     assert preset("gmm40").network_options["coordinate_embedding_dim"] > 0
     assert preset("lj55").batch_size == 128 and preset("lj55").num_mc_samples == 100
