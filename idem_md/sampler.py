@@ -294,9 +294,10 @@ class IDEMSampler:
         n : int
             Number of trajectories.
         steps : int, optional
-            Integrator steps (default ``config.sample_sde_steps``, 100; the step rule is
-            ``config.sample_sde_method`` on the ``sample_sde_time_grid``, Heun on the edm grid by default; each
-            None falls back to the training refill's ``sde_*`` field, as runs from before these fields do).
+            Integrator steps; the default and the step rule come from
+            :meth:`IDEMConfig.sampling_integrator` (Heun on the edm grid with half the refill's
+            ``sde_steps``, at most 100: 100 for the paper presets; runs from before these fields sample
+            as their refill does).
         compute_energies : bool
             Also evaluate the target's energy of each sample (counted under ``"evaluation"``).
         max_failed_fraction : float

@@ -283,9 +283,11 @@ def test_sampler_passes_the_integrator_choice_through():
     assert calls_of_one_sample(**refill, **none) == (score_evaluations("heun", 5), dict(method="heun",
                                                                                         time_grid="edm", steps=5))
     assert score_evaluations("heun", 5) == 9
-    # the default: Heun on the edm grid, 100 steps, whatever the refill
-    assert calls_of_one_sample(sde_steps=5)[0] == score_evaluations("heun", 100) == 199
+    # the default: Heun on the edm grid with half the refill's steps, at most 100 (never more evaluations)
+    assert calls_of_one_sample(sde_steps=5)[0] == score_evaluations("heun", 3) == 5
+    assert calls_of_one_sample(sde_steps=5, sample_sde_steps=100)[0] == score_evaluations("heun", 100) == 199
     assert calls_of_one_sample(sample_sde_method="euler", sample_sde_steps=7)[0] == 7
+    assert IDEMConfig().sampling_integrator() == ("heun", "edm", 100)  # the paper's 1000 Euler steps -> 100 Heun
 
 
 def test_estimator_shift_passes_the_networks_tweedie_step_to_the_estimator(monkeypatch):

@@ -58,8 +58,8 @@ def _add_sample(sub) -> None:
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("-n", type=int, required=True, help="number of samples")
     s.add_argument("--out", required=True, metavar="FILE", help="output file (.xyz, .dcd or .npz)")
-    s.add_argument("--steps", type=int, help="reverse-SDE steps (default: the run's sample_sde_steps: 100 Heun steps "
-                   "on the edm grid for new runs, the training refill's sde_steps for older runs)")
+    s.add_argument("--steps", type=int, help="reverse-SDE steps (default: IDEMConfig.sampling_integrator: Heun on the "
+                   "edm grid with half the refill's sde_steps, at most 100; older runs: their refill's)")
     s.add_argument("--correct", choices=SAMPLE_CORRECTIONS, default="none",
                    help="none: raw samples; relax: remove near-overlaps by minimisation + Langevin (not exact); "
                    "mala: MALA chains from the raw samples; smc: annealed SMC from the run's density model to the "
