@@ -7,6 +7,7 @@ executed headless with nbclient (its default ``FAST = True``).
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SCRIPTS = ("lj13_vs_openmm", "custom_ase_calculator", "custom_openmm_system", "alanine_dipeptide")
+SCRIPTS = ("lj13_vs_openmm", "custom_ase_calculator", "custom_openmm_system", "alanine_dipeptide",
+           "custom_pair_potential")
 
 
 @pytest.fixture(autouse=True)
@@ -157,6 +159,17 @@ def test_ase_target_carries_the_pair_tether():
     ref_in, ref_far = emt_only.energy(torch.cat([x, far])).tolist()
     assert e_in == pytest.approx(ref_in)
     assert e_far > ref_far + 1.0  # kT: the springs pull the stray atom back
+
+
+@pytest.mark.filterwarnings("ignore:steps=")
+def test_custom_pair_potential_fast(tmp_path, capsys):
+    """A user's Energy class in a standalone script: trains, exports to OpenMM and ASE, runs MD (issue #16)."""
+    out = tmp_path / "out"
+    result = _run_fast("custom_pair_potential", out)
+    _assert_written(out, result, ["idem_samples.xyz", "md_samples.xyz", "summary.md"], capsys.readouterr().out)
+    assert result["openmm_difference"] < 1e-9 and result["ase_difference"] < 1e-9
+    assert result["md_engine"] == "openmm"  # chosen through the class's openmm_pair_potential hook
+    assert math.isfinite(result["idem_mean_energy"]) and 0 < result["md_mean_energy"] < 20
 
 
 def test_custom_openmm_system_fast(tmp_path, capsys):
