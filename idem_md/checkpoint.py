@@ -117,6 +117,7 @@ def sampler_state(sampler: "IDEMSampler") -> dict[str, Any]:
         "partial": dict(sampler._partial),
         "counters": dict(sampler.counters),
         "nonfinite": dict(sampler.nonfinite),
+        "refill": sampler.refill.state_dict(),
         "history": [r.to_dict() if hasattr(r, "to_dict") else dict(r) for r in sampler.history],
         "density": None if sampler.density is None else sampler.density.to_payload(),
     }
@@ -182,6 +183,8 @@ def _restore_training_state(sampler: "IDEMSampler", payload: dict[str, Any], pat
     sampler._partial = dict(payload.get("partial", {"loss": 0.0, "ess": 0.0}))
     sampler.counters.update(payload["counters"])
     sampler.nonfinite.update(payload["nonfinite"])
+    if payload.get("refill") is not None:  # checkpoints from before the adaptive refill: the fixed size
+        sampler.refill.load_state_dict(payload["refill"])
     try:
         sampler.history = [OuterIterationRecord.from_dict(r) for r in payload["history"]]
     except (TypeError, ValueError) as exc:

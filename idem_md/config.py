@@ -61,6 +61,12 @@ class IDEMConfig:
     samples_per_outer: int = 1000
     buffer_size: int = 10_000
     sde_steps: int = 1000
+    # Adaptive refill (idem_md.training.RefillSchedule): 1.0 draws samples_per_outer every outer iteration (iDEM).
+    # Below 1, a refill whose energies a two-sample KS test cannot tell from the previous refill's (p-value above
+    # refill_pvalue) halves the next one, down to this fraction of samples_per_outer; a distinguishable one restores
+    # the full size. Saves reverse-SDE time, not energy evaluations (one per new sample).
+    refill_min_fraction: float = 1.0
+    refill_pvalue: float = 0.05
     # Reverse-SDE integrator (idem_md.dem.sde; benchmarks/integrators.py, docs/results.md)
     sde_method: str = "euler"  # "euler" (iDEM's Euler-Maruyama), "heun" (2 network calls a step), "exponential"
     sde_time_grid: str = "uniform"  # "uniform" in t (iDEM), "edm" (Karras rho grid), "log_sigma"
@@ -159,6 +165,11 @@ class IDEMConfig:
             _check_float("checkpoint_every_s", self.checkpoint_every_s, positive=True)
         if self.gaussian_skip_sigma is not None:
             _check_float("gaussian_skip_sigma", self.gaussian_skip_sigma, positive=True)
+        for name in ("refill_min_fraction", "refill_pvalue"):
+            v = getattr(self, name)
+            _check_float(name, v, positive=True)
+            if v > 1 or (name == "refill_pvalue" and v == 1):
+                raise ValueError(f"{name} must be in (0, 1{']' if name == 'refill_min_fraction' else ')'}, got {v!r}")
         if not self.sigma_min < self.sigma_max:
             raise ValueError(f"sigma_min ({self.sigma_min}) must be < sigma_max ({self.sigma_max})")
         _check_choice("sde_method", self.sde_method, _SDE_METHODS)

@@ -26,7 +26,7 @@ from .energies.registry import get_energy
 from .preflight import (BYTES_PER_FLOAT, MemoryEstimate, check_memory, check_sampler_target, check_training_memory,
                         dead_estimator_error)
 from .signals import StopSignals
-from .training import OuterIterationRecord, finish_outer_iteration, refill_buffer, train_step
+from .training import OuterIterationRecord, RefillSchedule, finish_outer_iteration, refill_buffer, train_step
 
 if TYPE_CHECKING:
     from .io import Samples
@@ -110,6 +110,9 @@ class IDEMSampler:
                     from .nn.skip import GaussianSkipScore
 
                     network = GaussianSkipScore(network, self.schedule, config.gaussian_skip_sigma)
+        hook = getattr(network, "bind_schedule", None)  # networks whose features depend on the noise level
+        if callable(hook):
+            hook(self.schedule)
         self.network = network.to(self.device)
         self.dist = DistContext.detect()
         self._train_module = self.network
@@ -123,6 +126,7 @@ class IDEMSampler:
         check_memory(MemoryEstimate({"replay buffer (buffer_size)": config.buffer_size * energy.dim * BYTES_PER_FLOAT}),
                      "the replay buffer", device=self.device)
         self.buffer = ReplayBuffer(config.buffer_size, self.event_shape, device=self.device)
+        self.refill = RefillSchedule(config.samples_per_outer)  # the next refill's size (adaptive refill)
         self.outer_iteration = 0
         self.counters = {"estimator": 0, "sampling": 0, "evaluation": 0, "correction": 0, "target_check": 0}
         self.density = None  # a fitted DensityModel (fit_density), saved with the checkpoint

@@ -22,7 +22,7 @@ from .dem.sde import remove_mean
 if TYPE_CHECKING:
     from .sampler import IDEMSampler
 
-__all__ = ["OuterIterationRecord", "train_step", "refill_buffer", "finish_outer_iteration"]
+__all__ = ["OuterIterationRecord", "RefillSchedule", "train_step", "refill_buffer", "finish_outer_iteration"]
 
 
 @dataclass
@@ -51,6 +51,10 @@ class OuterIterationRecord(Record):
         Estimator perturbations with non-finite energy or forces so far.
     rejected_buffer_candidates : int
         Refill candidates with non-finite coordinates or energy so far.
+    new_samples : int or None
+        Reverse-SDE candidates this iteration's refill drew (all ranks; ``samples_per_outer``
+        unless :class:`RefillSchedule` shrank it; 0 in pDEM mode; None in records written before
+        the adaptive refill existed).
     """
 
     outer_iteration: int
@@ -63,6 +67,7 @@ class OuterIterationRecord(Record):
     wall_time_s: float
     nonfinite_perturbations: int
     rejected_buffer_candidates: int
+    new_samples: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "OuterIterationRecord":
@@ -77,10 +82,82 @@ class OuterIterationRecord(Record):
             raise TypeError(f"a history record must be a dict, got {type(data).__name__}")
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         values.setdefault("buffer_new_median_energy", float("nan"))
+        values.setdefault("new_samples", None)
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
         if missing:
             raise ValueError(f"a history record lacks {', '.join(missing)}")
         return cls(**values)
+
+
+@dataclass
+class RefillSchedule:
+    """How many reverse-SDE samples the next refill draws (``IDEMConfig.refill_min_fraction``).
+
+    With ``refill_min_fraction`` 1 (the default, iDEM) every refill draws ``samples_per_outer``.
+    Below 1: when a two-sample Kolmogorov-Smirnov test cannot tell the energies of a refill from
+    those of the refill before it (p-value above ``refill_pvalue``: the sampler's output has stopped
+    changing), the next refill draws half as many, down to ``ceil(refill_min_fraction *
+    samples_per_outer)``; a refill that differs restores the full size. The test is on energies
+    only, and loses power as the refills shrink (documented limit). It saves reverse-SDE time: each
+    new sample costs one energy evaluation, the estimator ``batch_size * num_mc_samples`` per step.
+
+    Attributes
+    ----------
+    size : int
+        Candidates the next refill draws, all ranks together.
+    previous : torch.Tensor or None
+        ``(m,)`` float64 energies of the last refill's kept candidates (adaptive mode only).
+    last_size : int
+        Candidates the last refill drew (0 before the first).
+    last_pvalue : float
+        KS p-value of the last comparison (NaN when none was made).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from idem_md.config import IDEMConfig
+    >>> cfg = IDEMConfig(samples_per_outer=400, refill_min_fraction=0.25)
+    >>> r = RefillSchedule(400)
+    >>> same = lambda seed: torch.randn(400, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    >>> r.update(same(0), cfg); r.size  # nothing to compare with yet
+    400
+    >>> r.update(same(1), cfg); r.size  # indistinguishable from the refill before: halve
+    200
+    >>> r.update(same(2)[:200] + 3.0, cfg); r.size  # the output moved: back to the full size
+    400
+    """
+
+    size: int
+    previous: torch.Tensor | None = None
+    last_size: int = 0
+    last_pvalue: float = float("nan")
+
+    def update(self, energies: torch.Tensor, cfg: Any) -> None:
+        """Record a refill of ``self.size`` candidates whose kept energies are ``energies`` ``(m,)`` and
+        set the size of the next one."""
+        self.last_size, self.last_pvalue = self.size, float("nan")
+        if cfg.refill_min_fraction >= 1.0:
+            self.size, self.previous = cfg.samples_per_outer, None
+            return
+        energies = energies.detach().double().cpu()
+        smallest = max(1, math.ceil(cfg.refill_min_fraction * cfg.samples_per_outer))
+        if self.previous is not None and min(len(self.previous), len(energies)) >= 8:
+            from scipy.stats import ks_2samp
+
+            self.last_pvalue = float(ks_2samp(self.previous.numpy(), energies.numpy()).pvalue)
+        stationary = self.last_pvalue > cfg.refill_pvalue  # False for NaN
+        self.size = max(smallest, self.size // 2) if stationary else cfg.samples_per_outer
+        self.previous = energies
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data and tensors for a checkpoint."""
+        return {"size": self.size, "previous": self.previous, "last_size": self.last_size,
+                "last_pvalue": self.last_pvalue}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.size, self.previous = int(state["size"]), state.get("previous")
+        self.last_size, self.last_pvalue = int(state.get("last_size", 0)), float(state.get("last_pvalue", math.nan))
 
 
 def _tweedie_shift(sampler: "IDEMSampler", x_t: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -145,7 +222,7 @@ def refill_buffer(sampler: "IDEMSampler") -> tuple[float, float]:
     and median energy of the kept candidates of all ranks (NaN when none was kept).
     """
     dist, scale = sampler.dist, sampler.config.coordinate_scale
-    x = sampler._generate(dist.shard(sampler.config.samples_per_outer))  # (m, n, d) working coordinates, this rank
+    x = sampler._generate(dist.shard(sampler.refill.size))  # (m, n, d) working coordinates, this rank
     finite = torch.isfinite(x).flatten(1).all(1)  # (m,)
     x = x[finite]
     before = sampler.energy.n_evaluations
@@ -156,6 +233,7 @@ def refill_buffer(sampler: "IDEMSampler") -> tuple[float, float]:
     kept_e = e[ok.to(e.device)].detach().double()
     sampler._add_to_buffer(x[ok])
     everyone = dist.gather_rows(kept_e)  # every rank's kept energies (collective)
+    sampler.refill.update(everyone, sampler.config)  # the same decision on every rank
     if not len(everyone):
         return float("nan"), float("nan")
     return float(everyone.mean()), float(everyone.median())
@@ -181,6 +259,7 @@ def finish_outer_iteration(sampler: "IDEMSampler", t0: float) -> OuterIterationR
         wall_time_s=time.perf_counter() - t0,
         nonfinite_perturbations=sampler.nonfinite["estimator_perturbations"],
         rejected_buffer_candidates=sampler.nonfinite["rejected_buffer_candidates"],
+        new_samples=0 if sampler.config.pdem else sampler.refill.last_size,
     )
     sampler.history.append(record)
     sampler.inner_step = 0

@@ -187,6 +187,40 @@ def test_mlp_shapes_time_dependence_and_gradients():
 
 
 
+def test_mlp_coordinate_feature_damping_follows_the_noise_level():
+    """Damped features: unchanged where h(t) ~ 0, each frequency w scaled by exp(-w^2 h / 2) otherwise, so at
+    large h only the low frequencies are left and the field's Jacobian shrinks by orders of magnitude."""
+    from idem_md.dem.schedule import GeometricNoiseSchedule
+
+    torch.manual_seed(0)
+    opts = dict(coordinate_embedding_dim=32, coordinate_embedding_scale=100.0, residual=True)
+    plain = build_score_network("mlp", 1, 2, **opts).double()
+    damped = build_score_network("mlp", 1, 2, coordinate_embedding_damping=True, **opts).double()
+    damped.load_state_dict(plain.state_dict())
+    x = torch.randn(64, 1, 2, dtype=F64) * 0.5
+    with pytest.raises(RuntimeError, match="bind_schedule"):
+        damped(x, torch.zeros(64, dtype=F64))
+    schedule = GeometricNoiseSchedule(1e-5, 1.0)
+    damped.bind_schedule(schedule)
+    t0 = torch.zeros(64, dtype=F64)  # h(0) = 0: no damping at all
+    assert torch.allclose(damped(x, t0), plain(x, t0), atol=1e-12)
+    # The factors themselves: exp(-w^2 h / 2) for the sin and the cos feature of each frequency.
+    t = torch.tensor([0.3, 1.0], dtype=F64)
+    w = damped.coordinate_embedding.frequencies(F64)
+    expected = torch.exp(-0.5 * w[None] ** 2 * schedule.h(t)[:, None])
+    assert torch.allclose(damped._damping(t), torch.cat([expected, expected], -1))
+
+    def jacobian_norm(net, t_value):
+        xs = x.clone().requires_grad_(True)
+        out = net(xs, torch.full((64,), t_value, dtype=F64))
+        (g,) = torch.autograd.grad(out[:, 0, 0].sum(), xs)
+        return float(g.norm(dim=-1).median())
+
+    assert jacobian_norm(damped, 1.0) < 0.01 * jacobian_norm(plain, 1.0)
+    with pytest.raises(ValueError, match="coordinate_embedding_damping needs coordinate features"):
+        build_score_network("mlp", 1, 2, coordinate_embedding_damping=True)
+
+
 def test_mlp_fourier_coordinate_features_and_residual_blocks():
     torch.manual_seed(0)
     net = build_score_network("mlp", 1, 2, coordinate_embedding_dim=16, residual=True).double()

@@ -433,6 +433,41 @@ def test_gaussian_skip_parametrisation_trains_and_round_trips(tmp_path):
         IDEMConfig(gaussian_skip_sigma=-1.0)
 
 
+def test_sampler_binds_its_schedule_to_networks_with_the_hook(tmp_path):
+    """Feature damping needs the schedule: IDEMSampler hands it over at construction and after a load."""
+    opts = dict(coordinate_embedding_dim=16, coordinate_embedding_damping=True)
+    s = tiny_sampler("gmm40", network_options=opts)
+    assert s.network.schedule is s.schedule
+    s.fit(progress=False)
+    back = IDEMSampler.load(s.save(tmp_path / "ck.pt"), device="cpu")
+    x, t = torch.randn(3, 1, 2), torch.tensor([0.1, 0.5, 1.0])
+    assert torch.allclose(back.score(x, t), s.score(x, t))
+
+
+def test_adaptive_refill_shrinks_stationary_refills_and_resumes(tmp_path):
+    """refill_min_fraction < 1: a refill the KS test cannot tell from the one before halves the next (to the floor),
+    a distinguishable one restores samples_per_outer; the schedule survives a checkpoint; the default never shrinks."""
+    opts = dict(samples_per_outer=32, buffer_size=256, outer_iterations=4, refill_min_fraction=0.25)
+    always_same = tiny_sampler("gmm40", refill_pvalue=1e-12, **opts)  # any two refills count as indistinguishable
+    always_same.fit(2, progress=False)
+    back = IDEMSampler.load(always_same.save(tmp_path / "ck.pt"), device="cpu")
+    back.fit(progress=False)
+    assert [r.new_samples for r in back.history] == [32, 32, 16, 8]  # the first has nothing to compare with
+    assert len(back.buffer) == 32 + 32 + 32 + 16 + 8 and back.counters["sampling"] == 88
+    assert 0 < back.refill.last_pvalue <= 1
+    never_same = tiny_sampler("gmm40", refill_pvalue=0.999999, **opts)
+    never_same.fit(progress=False)
+    assert [r.new_samples for r in never_same.history] == [32] * 4
+    fixed = tiny_sampler("gmm40", **{**opts, "refill_min_fraction": 1.0})
+    fixed.fit(progress=False)
+    assert [r.new_samples for r in fixed.history] == [32] * 4 and fixed.refill.previous is None
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="refill_min_fraction"):
+            IDEMConfig(refill_min_fraction=bad)
+    with pytest.raises(ValueError, match="refill_pvalue"):
+        IDEMConfig(refill_pvalue=1.0)
+
+
 def test_training_learns_a_two_mode_target():
     """A tiny CPU fit (~4 s) must beat the untrained network by a clear margin: a sign error in the loss, a
     wrong estimator or a broken reverse SDE fails this (with the loss's sign flipped: 0 samples near a mode)."""

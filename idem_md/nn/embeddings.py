@@ -72,13 +72,23 @@ class SinusoidalTimeEmbedding(torch.nn.Module):
         if not isinstance(t, torch.Tensor) or t.ndim != 1 or not t.is_floating_point():
             got = f"shape {tuple(t.shape)}, dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"t must be a 1-D floating-point tensor of shape (B,), got {got}")
-        half = self.dim // 2
-        # Computed per call in t's dtype and device (dim/2 exponentials): no buffer
-        # whose precision would be lost by a float32 -> float64 round trip.
-        k = torch.arange(half, dtype=t.dtype, device=t.device)
-        freqs = self.scale * torch.exp(-math.log(self.max_period) / half * k)  # (dim/2,)
-        arg = t[:, None] * freqs  # (B, dim/2)
+        arg = t[:, None] * self.frequencies(t.dtype, t.device)  # (B, dim/2)
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)  # (B, dim)
+
+    def frequencies(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+        """The ``(dim/2,)`` angular frequencies (rad per unit of the input), highest first.
+
+        Computed per call in the requested dtype and device (dim/2 exponentials): no buffer whose
+        precision would be lost by a float32 -> float64 round trip.
+
+        Examples
+        --------
+        >>> [round(w, 6) for w in SinusoidalTimeEmbedding(4, scale=10.0, max_period=100.0).frequencies().tolist()]
+        [10.0, 1.0]
+        """
+        half = self.dim // 2
+        k = torch.arange(half, dtype=dtype, device=device)
+        return self.scale * torch.exp(-math.log(self.max_period) / half * k)  # (dim/2,)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, scale={self.scale}, max_period={self.max_period}"
@@ -214,6 +224,11 @@ class ScoreNetConfigMixin:
         if cfg.get("kind", cls.kind) != cls.kind:
             raise ValueError(f"cfg describes a {cfg['kind']!r} network, not {cls.kind!r} ({cls.__name__})")
         return cls(int(cfg["n_particles"]), int(cfg["spatial_dim"]), cfg.get("config"))
+
+    def bind_schedule(self, schedule: Any) -> None:
+        """Hook called by :class:`~idem_md.IDEMSampler` with its noise schedule (``h(t)``, working
+        units squared) once the network is built; networks whose features depend on the noise
+        level override it. The default does nothing."""
 
     def get_config(self) -> dict[str, Any]:
         """Plain-data description (kind, shape, hyperparameters) for checkpoints."""

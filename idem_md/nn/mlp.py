@@ -45,6 +45,15 @@ class MLPScoreNetConfig:
         coordinate (iDEM: 25); frequencies fall geometrically by 10^4 from it.
     residual : bool
         Hidden layers as ``h + act(W h)`` (iDEM's GMM network) instead of ``act(W h)``.
+    coordinate_embedding_damping : bool
+        Multiply each coordinate feature of angular frequency ``w`` by ``exp(-w^2 h(t) / 2)``
+        (``h`` in scaled coordinates), the factor by which Gaussian noise of variance ``h`` damps
+        that frequency in the noised density. Without it the high-frequency features, needed
+        to resolve narrow modes at small t, stay at full strength at large t, where the true
+        score is nearly linear: small errors in their weights then give the learned field steep
+        wiggles (Jacobian eigenvalues far below the ``-1/h`` bound of every noised score).
+        Needs the sampler's schedule (:meth:`bind_schedule`, done by
+        :class:`~idem_md.IDEMSampler`).
     """
 
     hidden_dim: int = 128
@@ -55,6 +64,7 @@ class MLPScoreNetConfig:
     coordinate_embedding_dim: int = 0
     coordinate_embedding_scale: float = 25.0
     residual: bool = False
+    coordinate_embedding_damping: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden_dim", "n_hidden_layers", "time_embedding_dim"):
@@ -72,8 +82,11 @@ class MLPScoreNetConfig:
             s = getattr(self, name)
             if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and s > 0):
                 raise ValueError(f"{name} must be a finite positive float, got {s!r}")
-        if not isinstance(self.residual, bool):
-            raise TypeError(f"residual must be a bool, got {type(self.residual).__name__}")
+        for name in ("residual", "coordinate_embedding_damping"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+        if self.coordinate_embedding_damping and not self.coordinate_embedding_dim:
+            raise ValueError("coordinate_embedding_damping needs coordinate features: set coordinate_embedding_dim > 0")
 
 
 class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
@@ -134,6 +147,11 @@ class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         # One flat Sequential (Linear, act, ..., Linear): the parameter names of
         # checkpoints written before the residual option existed still load.
         self.mlp = torch.nn.Sequential(*layers)
+        self.schedule = None  # set by bind_schedule; needed only with coordinate_embedding_damping
+
+    def bind_schedule(self, schedule: Any) -> None:
+        """Keep ``schedule`` (anything with ``h(t)``, working units squared) for the feature damping."""
+        self.schedule = schedule
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Score at positions ``x`` and times ``t``.
@@ -153,13 +171,26 @@ class MLPScoreNet(ScoreNetConfigMixin, torch.nn.Module):
         x, t = check_score_inputs(self, x, t, self.n_particles, self.spatial_dim)
         u = x.flatten(1) / self.config.input_scale  # (B, n*d)
         if self.coordinate_embedding is not None:
-            u = self.coordinate_embedding(u.flatten()).view(x.shape[0], -1)  # (B, n*d*C)
+            u = self.coordinate_embedding(u.flatten()).view(x.shape[0], u.shape[1], -1)  # (B, n*d, C)
+            if self.config.coordinate_embedding_damping:
+                u = u * self._damping(t)[:, None, :]
+            u = u.flatten(1)  # (B, n*d*C)
         h = torch.cat([u, self.time_embedding(t)], dim=-1)  # (B, n*d*C + T)
         *hidden, out = self.mlp
         for i in range(0, len(hidden), 2):
             z = hidden[i + 1](hidden[i](h))  # (B, H)
             h = h + z if self.config.residual and i > 0 else z
         return out(h).view_as(x)
+
+    def _damping(self, t: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` factors ``exp(-w^2 h(t) / 2)`` for the sin and cos features of each frequency ``w``."""
+        if self.schedule is None:
+            raise RuntimeError("coordinate_embedding_damping needs the noise schedule: call "
+                               "net.bind_schedule(schedule) (IDEMSampler does it)")
+        w = self.coordinate_embedding.frequencies(t.dtype, t.device)  # (C/2,)
+        h = self.schedule.h(t) / self.config.input_scale**2  # (B,) scaled coordinates squared
+        damp = torch.exp(-0.5 * w**2 * h[:, None])  # (B, C/2)
+        return torch.cat([damp, damp], dim=-1)  # (B, C)
 
     def extra_repr(self) -> str:
         return f"n_particles={self.n_particles}, spatial_dim={self.spatial_dim}"

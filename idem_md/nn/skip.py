@@ -60,6 +60,12 @@ class GaussianSkipScore(torch.nn.Module):
         self.schedule = schedule
         self.sigma_data = float(sigma_data)
 
+    def bind_schedule(self, schedule) -> None:
+        """Pass the sampler's schedule on to the inner network's hook, if it has one."""
+        hook = getattr(self.inner, "bind_schedule", None)
+        if callable(hook):
+            hook(schedule)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])  # (B,)
         var = self.sigma_data**2 + self.schedule.h(t)[:, None, None]  # (B, 1, 1)
