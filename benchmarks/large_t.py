@@ -39,10 +39,14 @@ def main(argv=None) -> int:
     p.add_argument("--tag", required=True)
     p.add_argument("--points", type=int, default=300)
     p.add_argument("--samples", type=int, default=2000)
+    p.add_argument("--refill-integrator", action="store_true", help="sample every run with its training refill's "
+                   "integrator (as runs from before the Heun sampling default do), for like-for-like comparisons")
     args = p.parse_args(argv)
     out = {"command": "python " + " ".join(sys.argv), "runs": {}}
     for run in args.runs:
         s = IDEMSampler.load(run / "checkpoint.pt", device="cpu")
+        if args.refill_integrator:
+            s.config = s.config.replace(sample_sde_method=None, sample_sde_time_grid=None, sample_sde_steps=None)
         g = torch.Generator().manual_seed(0)
         x0 = reference(s.energy, args.points) / s.config.coordinate_scale
         rows = []
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
         rep = evaluate(samples, s.energy, ref, n_batches=2, batch_size=min(1000, len(samples)))
         out["runs"][str(run)] = {
             "gaussian_skip_sigma": s.config.gaussian_skip_sigma, "outer_iterations": s.outer_iteration,
-            "jacobian_bound": rows, "n_diverged": samples.metadata.get("n_diverged", 0),
+            "sampling_integrator": s.config.sampling_integrator(), "jacobian_bound": rows, "n_diverged": samples.metadata.get("n_diverged", 0),
             "metrics": {k: v.mean for k, v in rep.metrics.items()}}
         print(run, json.dumps(out["runs"][str(run)], default=float), flush=True)
     (ROOT / "docs" / "results" / f"large_t_{args.tag}.json").write_text(json.dumps(out, indent=2, default=float))
