@@ -65,6 +65,8 @@ class IDEMConfig:
     # Below 1, a refill whose energies a two-sample KS test cannot tell from the previous refill's (p-value above
     # refill_pvalue) halves the next one, down to this fraction of samples_per_outer; a distinguishable one restores
     # the full size. Saves reverse-SDE time, not energy evaluations (one per new sample).
+    # Measured on DW-4's CPU preset at 2e8 evaluations, two seeds (docs/results.md, session 8): 0.25 drew under half
+    # the new samples and cut training wall time by ~1/3, with quality better on one seed and worse on the other: off.
     refill_min_fraction: float = 1.0
     refill_pvalue: float = 0.05
     # Reverse-SDE integrator (idem_md.dem.sde; benchmarks/integrators.py, docs/results.md)
