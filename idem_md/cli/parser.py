@@ -77,7 +77,8 @@ def _add_sample(sub) -> None:
                    "of them (fewer duplicates; default 4)")
     s.add_argument("--density-samples", type=int, default=5000, metavar="N",
                    help="smc on a run without a density model: samples to fit it on (default 5000)")
-    s.add_argument("--density-steps", type=int, metavar="N", help="flow-matching steps of that fit")
+    s.add_argument("--density-steps", type=int, metavar="N",
+                   help="flow-matching steps of that fit (default: 10000 for particle systems, 16000 otherwise)")
     s.add_argument("--seed", type=int, default=0, help="seed of the correction (default 0)")
     s.add_argument("--device", choices=["cpu", "cuda"])
     s.add_argument("--overwrite", action="store_true", help="replace existing files")
