@@ -30,7 +30,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: The keys of a metrics.jsonl record, in order (as before the records were typed), then the writer's pid.
 METRICS_KEYS = ["outer_iteration", "loss", "estimator_ess", "buffer_new_mean_energy", "buffer_new_median_energy",
                 "energy_evaluations", "estimator_evaluations", "wall_time_s", "nonfinite_perturbations",
-                "rejected_buffer_candidates"]
+                "rejected_buffer_candidates", "new_samples"]
 
 
 def tiny_sets(**overrides) -> list[str]:
