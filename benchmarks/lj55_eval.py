@@ -47,8 +47,12 @@ def main(argv=None) -> int:
     p.add_argument("--relax-steps", type=int, default=100)
     p.add_argument("--mala-steps", type=int, default=1000)
     p.add_argument("--md-budget", type=int, default=1_000_000, help="energy evaluations of the MD row (0: no MD)")
+    p.add_argument("--refill-integrator", action="store_true", help="sample with the training refill's integrator "
+                   "instead of the sampling default (Heun on the edm grid)")
     args = p.parse_args(argv)
     s = IDEMSampler.load(args.run / "checkpoint.pt", device="cpu")
+    if args.refill_integrator:
+        s.config = s.config.replace(sample_sde_method=None, sample_sde_time_grid=None, sample_sde_steps=None)
     energy = s.energy
     ref = Samples.from_array(np.load(ROOT / "data" / "md_lj55.npz")["positions"], 55, 3, energy=energy, centre=True)
     train = s.energy_evaluations
