@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     for run in args.runs:
         s = IDEMSampler.load(run / "checkpoint.pt", device="cpu")
         if args.refill_integrator:
-            s.config = s.config.replace(sample_sde_method=None, sample_sde_time_grid=None, sample_sde_steps=None)
+            s.config = s.config.with_refill_sampling()
         g = torch.Generator().manual_seed(0)
         x0 = reference(s.energy, args.points) / s.config.coordinate_scale
         rows = []

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     s = IDEMSampler.load(args.run / "checkpoint.pt", device="cpu")
     if args.refill_integrator:
-        s.config = s.config.replace(sample_sde_method=None, sample_sde_time_grid=None, sample_sde_steps=None)
+        s.config = s.config.with_refill_sampling()
     energy = s.energy
     ref = Samples.from_array(np.load(ROOT / "data" / "md_lj55.npz")["positions"], 55, 3, energy=energy, centre=True)
     train = s.energy_evaluations

@@ -146,6 +146,14 @@ class IDEMConfig:
             steps = min(100, max(1, (self.sde_steps + 1) // 2)) if self.sample_sde_method == "heun" else self.sde_steps
         return self.sample_sde_method, self.sample_sde_time_grid or self.sde_time_grid, steps
 
+    def with_refill_sampling(self) -> "IDEMConfig":
+        """This config with :meth:`IDEMSampler.sample` integrating like the training refill (``sde_*``).
+
+        >>> IDEMConfig(sde_steps=100).with_refill_sampling().sampling_integrator()
+        ('euler', 'uniform', 100)
+        """
+        return self.replace(sample_sde_method=None, sample_sde_time_grid=None, sample_sde_steps=None)
+
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
         pos_ints = ("batch_size", "num_mc_samples", "inner_steps", "samples_per_outer", "buffer_size",

@@ -344,7 +344,7 @@ def test_sample_with_log_prob_matches_log_prob_of_the_same_points(system, steps,
 
 RECORD_FIELDS = ["outer_iteration", "loss", "estimator_ess", "buffer_new_mean_energy", "buffer_new_median_energy",
                  "energy_evaluations", "estimator_evaluations", "wall_time_s", "nonfinite_perturbations",
-                 "rejected_buffer_candidates", "new_samples"]  # the dict records, + new_samples
+                 "rejected_buffer_candidates", "new_samples"]  # the dict records' keys in order, then new_samples
 
 
 def test_history_records_are_typed_and_their_dict_view_is_deprecated(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..dem.density_config import default_density_config
 from ._common import SAMPLE_CORRECTIONS
 from .evaluate import cmd_demo, cmd_evaluate
 from .sample import cmd_md, cmd_sample
@@ -78,7 +79,8 @@ def _add_sample(sub) -> None:
     s.add_argument("--density-samples", type=int, default=5000, metavar="N",
                    help="smc on a run without a density model: samples to fit it on (default 5000)")
     s.add_argument("--density-steps", type=int, metavar="N",
-                   help="flow-matching steps of that fit (default: 10000 for particle systems, 16000 otherwise)")
+                   help=f"flow-matching steps of that fit (default: {default_density_config(True).steps} for "
+                   f"particle systems, {default_density_config(False).steps} otherwise)")
     s.add_argument("--seed", type=int, default=0, help="seed of the correction (default 0)")
     s.add_argument("--device", choices=["cpu", "cuda"])
     s.add_argument("--overwrite", action="store_true", help="replace existing files")
