@@ -174,25 +174,31 @@ def run_trained(args) -> dict:
     e_ref = energy.energy(ref).double().numpy()
     rows = []
     base = sampler.config
-    for method, c in _methods(args.methods, args.exponential_sigma):
-        for grid in args.grids:
-            for steps in args.steps:
-                sampler.config = base.replace(sde_method=method, sde_time_grid=grid, sde_exponential_sigma=c)
-                sampler.generator.manual_seed(1000)
-                t0 = time.perf_counter()
-                smp = sampler.sample(args.n, steps=steps, progress=False, compute_energies=False,
-                                     max_failed_fraction=1.0)
-                dt = time.perf_counter() - t0
-                x = smp.positions if torch.is_tensor(smp.positions) else torch.as_tensor(smp.positions)
-                e = energy.energy(x.float()).double().numpy()
-                ok = np.isfinite(e)
-                ew2 = _w2_1d(e[ok], e_ref) if ok.any() else float("nan")
-                dw2 = _w2_1d(_pair_distances(x[torch.from_numpy(ok)]), _pair_distances(ref)) if ok.any() else float("nan")
-                rows.append(dict(process="sde", method=_label(method, c), grid=grid, steps=steps,
-                                 nfe=score_evaluations(method, steps), e_w2=ew2, d_w2=dw2,
-                                 n_kept=int(ok.sum()), seconds=dt))
-                print(f"{_label(method, c):11s} {grid:9s} {steps:5d} nfe {rows[-1]['nfe']:5d}  E-W2 {ew2:.4f}  "
-                      f"dist-W2 {dw2:.4f}  kept {int(ok.sum())}  ({dt:.1f} s)", flush=True)
+    combos = [(m, c, g, lo) for m, c in _methods(args.methods, args.exponential_sigma) for g in args.grids
+              for lo in (args.sigma_lo if g != "uniform" else [None])]
+    for method, c, grid, lo in combos:
+        for steps in args.steps:
+            # with_refill_sampling: sample() integrates with the sde_* fields set here (not the run's sample_*)
+            sampler.config = base.replace(sde_method=method, sde_time_grid=grid, sde_exponential_sigma=c,
+                                          sde_grid_sigma_lo=lo).with_refill_sampling()
+            sampler.generator.manual_seed(1000)
+            t0 = time.perf_counter()
+            smp = sampler.sample(args.n, steps=steps, progress=False, compute_energies=False,
+                                 max_failed_fraction=1.0)
+            dt = time.perf_counter() - t0
+            x = smp.positions if torch.is_tensor(smp.positions) else torch.as_tensor(smp.positions)
+            e = energy.energy(x.float()).double().numpy()
+            ok = np.isfinite(e)
+            ew2 = _w2_1d(e[ok], e_ref) if ok.any() else float("nan")
+            dw2 = _w2_1d(_pair_distances(x[torch.from_numpy(ok)]), _pair_distances(ref)) if ok.any() else float("nan")
+            med = float(np.median(e[ok])) if ok.any() else float("nan")
+            rows.append(dict(process="sde", method=_label(method, c), grid=grid, steps=steps,
+                             grid_sigma_lo=sampler.config.sde_grid_sigma_lo,
+                             nfe=score_evaluations(method, steps), e_w2=ew2, d_w2=dw2, median_energy=med,
+                             n_kept=int(ok.sum()), seconds=dt))
+            print(f"{_label(method, c):11s} {grid:9s} lo {lo!s:6s} {steps:5d} nfe {rows[-1]['nfe']:5d}  "
+                  f"E-W2 {ew2:.4f}  dist-W2 {dw2:.4f}  median E {med:.4g}  kept {int(ok.sum())}  ({dt:.1f} s)",
+                  flush=True)
     sampler.config = base
     return dict(command="python benchmarks/integrators.py " + " ".join(args.argv),
                 machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
@@ -243,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="also run the exponential integrator with these exponential_sigma (working length)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--grids", nargs="+", default=list(GRIDS), choices=list(GRIDS))
+    p.add_argument("--sigma-lo", type=float, nargs="+", default=[None], metavar="S",
+                   help="with --checkpoint: sde_grid_sigma_lo values for the edm / log_sigma grids (default: the rule)")
     p.add_argument("--checkpoint", help="a trained sampler's checkpoint (then --reference is required)")
     p.add_argument("--reference", help="reference samples .npy (rows: flattened configurations)")
     p.add_argument("--out", help="JSON output path")

@@ -73,6 +73,7 @@ class IDEMConfig:
     sde_method: str = "euler"  # "euler" (iDEM's Euler-Maruyama), "heun" (2 network calls a step), "exponential"
     sde_time_grid: str = "uniform"  # "uniform" in t (iDEM), "edm" (Karras rho grid), "log_sigma"
     sde_grid_rho: float = 7.0  # rho of the "edm" grid
+    sde_grid_sigma_lo: float | None = None  # last nonzero noise level of "edm"/"log_sigma" (None: dem.schedule rule)
     sde_exponential_sigma: float = 0.0  # c of the exponential integrator (working length; 0 freezes the denoiser)
     diffusion_scale: float = 1.0  # eta
     # Integrator of sample() after training (sample_sde_method None: exactly the refill's, as runs from before these
@@ -191,6 +192,11 @@ class IDEMConfig:
         if self.sample_sde_steps is not None:
             _check_int("sample_sde_steps", self.sample_sde_steps, minimum=1)
         _check_float("sde_grid_rho", self.sde_grid_rho, positive=True)
+        if self.sde_grid_sigma_lo is not None:
+            _check_float("sde_grid_sigma_lo", self.sde_grid_sigma_lo, positive=True)
+            if not self.sde_grid_sigma_lo < self.sigma_max:
+                raise ValueError(f"sde_grid_sigma_lo must be below sigma_max = {self.sigma_max!r}, "
+                                 f"got {self.sde_grid_sigma_lo!r}")
         _check_float("sde_exponential_sigma", self.sde_exponential_sigma, positive=False)
         if not isinstance(self.estimator_antithetic, bool):
             raise TypeError(f"estimator_antithetic must be a bool, got {type(self.estimator_antithetic).__name__}")

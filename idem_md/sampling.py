@@ -61,7 +61,8 @@ def generate(sampler: "IDEMSampler", n: int, steps: int | None = None, progress:
                                          diffusion_scale=cfg.diffusion_scale, mean_free=sampler.mean_free,
                                          generator=sampler.generator, method=method,
                                          time_grid=time_grid, grid_rho=cfg.sde_grid_rho,
-                                         exponential_sigma=cfg.sde_exponential_sigma))
+                                         exponential_sigma=cfg.sde_exponential_sigma,
+                                         grid_sigma_lo=cfg.sde_grid_sigma_lo))
     if not out:
         return torch.zeros((0, *sampler.event_shape), device=sampler.device)
     return torch.cat(out)

@@ -7,7 +7,7 @@ import torch
 
 from idem_md.config import IDEMConfig
 from idem_md.dem import GeometricNoiseSchedule, estimate_dem_score, sample_prior
-from idem_md.dem.schedule import time_grid
+from idem_md.dem.schedule import default_grid_sigma_lo, time_grid
 from idem_md.dem.sde import integrate_probability_flow, integrate_reverse_sde, score_evaluations
 from idem_md.energies.gmm import GaussianMixture
 
@@ -330,3 +330,39 @@ def test_the_integrator_benchmark_uses_the_exact_gmm40_noised_score():
     t = torch.rand(300, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     want = gmm.noised_score(x[:, 0] * 50.0, s.h(t) * 50.0**2) * 50.0
     torch.testing.assert_close(exact_score_fn(gmm, s, 50.0)(x, t)[:, 0], want, rtol=1e-10, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- the grids' last noise level
+def test_edm_grid_stops_at_sigma_lo_then_steps_to_zero():
+    s = GeometricNoiseSchedule(0.5, 4.0)  # LJ-55's schedule: sigma_min is far from small
+    for kind in ("edm", "log_sigma"):
+        g = time_grid(s, 20, kind)
+        assert float(g[-1]) == 0.0
+        assert float(s.sigma(g[-2])) == pytest.approx(default_grid_sigma_lo(s), rel=1e-6)
+        assert float(s.sigma(time_grid(s, 20, kind, sigma_lo=0.2)[-2])) == pytest.approx(0.2, rel=1e-6)
+    assert default_grid_sigma_lo(s) == pytest.approx(0.01 * float(s.sigma(torch.tensor(1.0))))
+    small = GeometricNoiseSchedule(1e-5, 3.0)  # DW-4's: sigma_min itself
+    assert default_grid_sigma_lo(small) == 1e-5
+
+
+@pytest.mark.parametrize("sigma_lo", [0.0, -1.0, 10.0, float("nan")])
+def test_time_grid_rejects_bad_sigma_lo(sigma_lo):
+    with pytest.raises(ValueError, match="sigma_lo must be in"):
+        time_grid(GeometricNoiseSchedule(0.5, 4.0), 10, "edm", sigma_lo=sigma_lo)
+
+
+def test_config_sigma_lo_reaches_the_sampling_grid_and_is_validated():
+    with pytest.raises(ValueError, match="sde_grid_sigma_lo must be below sigma_max"):
+        IDEMConfig(sigma_min=0.5, sigma_max=4.0, sde_grid_sigma_lo=5.0)
+    with pytest.raises(ValueError, match="sde_grid_sigma_lo must be a finite positive"):
+        IDEMConfig(sde_grid_sigma_lo=0.0)
+    # a Gaussian target N(0, c^2): the last step from sigma_lo to 0 with the exact score leaves the variance exact
+    # only when sigma_lo is small; from sigma_min = 0.5 it overshoots (Euler's last step is the Tweedie mean)
+    s, c = GeometricNoiseSchedule(0.5, 4.0), 0.3
+    score = lambda x, t: -x / (c * c + s.h(t).to(x.dtype)[:, None, None])  # noqa: E731
+    x1 = sample_prior(20000, (1, 1), s, mean_free=False, generator=torch.Generator().manual_seed(0))
+    def var(lo):
+        x = integrate_reverse_sde(score, x1, s, steps=50, method="heun", time_grid="edm", grid_sigma_lo=lo,
+                                  generator=torch.Generator().manual_seed(1))
+        return float(x.var())
+    assert abs(var(None) - c * c) < 0.1 * c * c < abs(var(0.5) - c * c)

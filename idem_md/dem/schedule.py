@@ -10,10 +10,14 @@ import math
 
 import torch
 
-__all__ = ["GeometricNoiseSchedule", "TIME_GRIDS", "time_grid"]
+__all__ = ["GRID_SIGMA_LO_FRACTION", "GeometricNoiseSchedule", "TIME_GRIDS", "default_grid_sigma_lo", "time_grid"]
 
 #: Names accepted by :func:`time_grid`.
 TIME_GRIDS = ("uniform", "edm", "log_sigma")
+#: The ``"edm"`` / ``"log_sigma"`` grids stop at most this fraction of ``sigma(1)`` above sigma = 0
+#: (:func:`default_grid_sigma_lo`). LJ-55's ``sigma_min = 0.5`` made the last step a jump from 0.5 to 0
+#: that broke every sample (median energy 3.6e5; docs/results.md, session 9).
+GRID_SIGMA_LO_FRACTION = 0.01
 
 
 class GeometricNoiseSchedule:
@@ -69,8 +73,21 @@ class GeometricNoiseSchedule:
         return f"GeometricNoiseSchedule(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
 
 
+def default_grid_sigma_lo(schedule: GeometricNoiseSchedule) -> float:
+    """Last nonzero noise level of the ``"edm"`` and ``"log_sigma"`` grids when none is given (working length).
+
+    ``min(sigma_min, GRID_SIGMA_LO_FRACTION * sigma(1))``: the schedule's ``sigma_min`` where it is small
+    (GMM-40, DW-4, LJ-13), a hundredth of the largest noise level where it is not (LJ-55's 0.5 of 4).
+
+    >>> default_grid_sigma_lo(GeometricNoiseSchedule(0.01, 2.0)), round(default_grid_sigma_lo(GeometricNoiseSchedule(0.5, 4.0)), 4)
+    (0.01, 0.0397)
+    """
+    s_hi = float(schedule.sigma(torch.tensor(1.0, dtype=torch.float64)))
+    return min(schedule.sigma_min, GRID_SIGMA_LO_FRACTION * s_hi)
+
+
 def time_grid(schedule: GeometricNoiseSchedule, steps: int, kind: str = "uniform", *, t_end: float = 0.0,
-              rho: float = 7.0) -> torch.Tensor:
+              rho: float = 7.0, sigma_lo: float | None = None) -> torch.Tensor:
     r"""Decreasing integration times from 1 to ``t_end``, ``(steps + 1,)`` float64.
 
     Parameters
@@ -94,6 +111,9 @@ def time_grid(schedule: GeometricNoiseSchedule, steps: int, kind: str = "uniform
         Last time, in ``[0, 1)``.
     rho : float
         Exponent of the ``"edm"`` grid (> 0; 7 in EDM).
+    sigma_lo : float, optional
+        For ``t_end = 0``: the last nonzero noise level of ``"edm"`` and ``"log_sigma"`` (working
+        length), from which one step goes to sigma = 0. None: :func:`default_grid_sigma_lo`.
 
     Examples
     --------
@@ -116,7 +136,12 @@ def time_grid(schedule: GeometricNoiseSchedule, steps: int, kind: str = "uniform
         raise ValueError(f"rho must be a finite positive number, got {rho!r}")
     f64 = torch.float64
     s_hi = float(schedule.sigma(torch.tensor(1.0, dtype=f64)))
-    s_lo = schedule.sigma_min if t_end == 0.0 else float(schedule.sigma(torch.tensor(t_end, dtype=f64)))
+    if t_end == 0.0:
+        s_lo = default_grid_sigma_lo(schedule) if sigma_lo is None else float(sigma_lo)
+        if not (math.isfinite(s_lo) and 0.0 < s_lo < s_hi):
+            raise ValueError(f"sigma_lo must be in (0, sigma(1) = {s_hi:.4g}), got {sigma_lo!r}")
+    else:
+        s_lo = float(schedule.sigma(torch.tensor(t_end, dtype=f64)))
     n_pts = steps if t_end == 0.0 else steps + 1
     if n_pts == 1:  # one step straight to t_end
         return torch.tensor([1.0, t_end], dtype=f64)

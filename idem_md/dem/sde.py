@@ -101,10 +101,10 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {INTEGRATORS}, got {method!r}")
 
 
-def _grid(schedule: GeometricNoiseSchedule, steps: int, time_grid: str, grid_rho: float, t_end: float = 0.0
-          ) -> tuple[list[float], list[float]]:
+def _grid(schedule: GeometricNoiseSchedule, steps: int, time_grid: str, grid_rho: float, t_end: float = 0.0,
+          sigma_lo: float | None = None) -> tuple[list[float], list[float]]:
     """Times ``t_i`` (1 -> t_end) and variances ``h(t_i)`` as Python floats (float64 arithmetic)."""
-    times = _time_grid_of(schedule, steps, time_grid, t_end=t_end, rho=grid_rho)
+    times = _time_grid_of(schedule, steps, time_grid, t_end=t_end, rho=grid_rho, sigma_lo=sigma_lo)
     return times.tolist(), schedule.h(times).tolist()
 
 
@@ -118,7 +118,7 @@ def integrate_reverse_sde(score_fn: ScoreFn, x1: torch.Tensor, schedule: Geometr
                           steps: int = 1000, diffusion_scale: float = 1.0, mean_free: bool = False,
                           generator: torch.Generator | None = None, callback=None, method: str = "euler",
                           time_grid: str = "uniform", grid_rho: float = 7.0,
-                          exponential_sigma: float = 0.0) -> torch.Tensor:
+                          exponential_sigma: float = 0.0, grid_sigma_lo: float | None = None) -> torch.Tensor:
     r"""Integrate the reverse SDE ``dx = -g^2 s dt + eta g dW`` from t = 1 to t = 0.
 
     Parameters
@@ -147,6 +147,10 @@ def integrate_reverse_sde(score_fn: ScoreFn, x1: torch.Tensor, schedule: Geometr
         The grid of :func:`~idem_md.dem.schedule.time_grid` (``grid_rho`` for ``"edm"``).
     exponential_sigma : float
         ``c`` of the exponential integrator (working length, >= 0).
+    grid_sigma_lo : float, optional
+        ``sigma_lo`` of :func:`~idem_md.dem.schedule.time_grid`: the last nonzero noise level of the
+        ``"edm"`` and ``"log_sigma"`` grids (working length; None:
+        :func:`~idem_md.dem.schedule.default_grid_sigma_lo`).
 
     Returns
     -------
@@ -166,7 +170,7 @@ def integrate_reverse_sde(score_fn: ScoreFn, x1: torch.Tensor, schedule: Geometr
     _check_method(method)
     if not exponential_sigma >= 0:
         raise ValueError(f"exponential_sigma must be >= 0, got {exponential_sigma!r}")
-    times, hs = _grid(schedule, steps, time_grid, grid_rho)
+    times, hs = _grid(schedule, steps, time_grid, grid_rho, sigma_lo=grid_sigma_lo)
     x = x1.clone()
     B = x.shape[0]
     full = lambda t: torch.full((B,), t, dtype=x.dtype, device=x.device)  # noqa: E731
