@@ -193,7 +193,7 @@ def run_trained(args) -> dict:
             dw2 = _w2_1d(_pair_distances(x[torch.from_numpy(ok)]), _pair_distances(ref)) if ok.any() else float("nan")
             med = float(np.median(e[ok])) if ok.any() else float("nan")
             rows.append(dict(process="sde", method=_label(method, c), grid=grid, steps=steps,
-                             grid_sigma_lo=sampler.config.sde_grid_sigma_lo,
+                             grid_sigma_lo=lo,
                              nfe=score_evaluations(method, steps), e_w2=ew2, d_w2=dw2, median_energy=med,
                              n_kept=int(ok.sum()), seconds=dt))
             print(f"{_label(method, c):11s} {grid:9s} lo {lo!s:6s} {steps:5d} nfe {rows[-1]['nfe']:5d}  "

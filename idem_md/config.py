@@ -194,9 +194,11 @@ class IDEMConfig:
         _check_float("sde_grid_rho", self.sde_grid_rho, positive=True)
         if self.sde_grid_sigma_lo is not None:
             _check_float("sde_grid_sigma_lo", self.sde_grid_sigma_lo, positive=True)
-            if not self.sde_grid_sigma_lo < self.sigma_max:
-                raise ValueError(f"sde_grid_sigma_lo must be below sigma_max = {self.sigma_max!r}, "
-                                 f"got {self.sde_grid_sigma_lo!r}")
+            # the grids start at sigma(1) = sqrt(sigma_max^2 - sigma_min^2), just below sigma_max
+            sigma_1 = math.sqrt(self.sigma_max**2 - self.sigma_min**2)
+            if not self.sde_grid_sigma_lo < sigma_1:
+                raise ValueError(f"sde_grid_sigma_lo must be below sigma(1) = sqrt(sigma_max^2 - sigma_min^2) = "
+                                 f"{sigma_1:.6g}, got {self.sde_grid_sigma_lo!r}")
         _check_float("sde_exponential_sigma", self.sde_exponential_sigma, positive=False)
         if not isinstance(self.estimator_antithetic, bool):
             raise TypeError(f"estimator_antithetic must be a bool, got {type(self.estimator_antithetic).__name__}")

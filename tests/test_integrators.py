@@ -351,9 +351,12 @@ def test_time_grid_rejects_bad_sigma_lo(sigma_lo):
         time_grid(GeometricNoiseSchedule(0.5, 4.0), 10, "edm", sigma_lo=sigma_lo)
 
 
-def test_config_sigma_lo_reaches_the_sampling_grid_and_is_validated():
-    with pytest.raises(ValueError, match="sde_grid_sigma_lo must be below sigma_max"):
-        IDEMConfig(sigma_min=0.5, sigma_max=4.0, sde_grid_sigma_lo=5.0)
+def test_config_sigma_lo_is_validated_and_a_small_one_keeps_a_gaussian_exact():
+    for too_big in (5.0, 3.99):  # sigma(1) = sqrt(16 - 0.25) = 3.969, just below sigma_max
+        with pytest.raises(ValueError, match=r"sde_grid_sigma_lo must be below sigma\(1\)"):
+            IDEMConfig(sigma_min=0.5, sigma_max=4.0, sde_grid_sigma_lo=too_big)
+    IDEMConfig(sigma_min=0.5, sigma_max=4.0, sde_grid_sigma_lo=3.9)  # accepted, and time_grid accepts it too
+    time_grid(GeometricNoiseSchedule(0.5, 4.0), 10, "edm", sigma_lo=3.9)
     with pytest.raises(ValueError, match="sde_grid_sigma_lo must be a finite positive"):
         IDEMConfig(sde_grid_sigma_lo=0.0)
     # a Gaussian target N(0, c^2): the last step from sigma_lo to 0 with the exact score leaves the variance exact
