@@ -198,6 +198,21 @@ def test_hutchinson_divergence_is_unbiased(particle_model):
     assert float(diff.std()) > 0  # it is an estimate
 
 
+def test_proposal_progress_bar_follows_the_flow_time_and_changes_nothing(particle_model, capsys):
+    kw = dict(batch_size=40, generator=None)
+    quiet = particle_model.sample_with_log_prob(100, **{**kw, "generator": torch.Generator().manual_seed(5)})
+    shown = particle_model.sample_with_log_prob(100, progress=True, **{**kw, "generator": torch.Generator().manual_seed(5)})
+    for a, b in zip(quiet, shown):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    err = capsys.readouterr().err
+    assert "CNF proposals (dopri5)" in err and "100/100" in err, err
+    # the hook sees every field evaluation's flow time, from 0 to at least 1 (dopri5 may step past t = 1
+    # and interpolate back)
+    seen = []
+    particle_model._solve(particle_model._prior_sample(8, None), 0.0, 1.0, False, None, on_time=seen.append)
+    assert len(seen) > 6 and seen[0] == 0.0 and min(seen) >= 0.0 and max(seen) >= 1.0
+
+
 def test_bad_arguments_give_one_line_errors(particle_model):
     cases = [
         (ValueError, "steps", lambda: DensityConfig(steps=-1)),
@@ -212,6 +227,7 @@ def test_bad_arguments_give_one_line_errors(particle_model):
         (TypeError, "floating-point", lambda: particle_model.log_prob(torch.zeros(3, 4, 2, dtype=torch.long))),
         (ValueError, "x must hold", lambda: DensityModel(4, 2, True).fit(torch.full((8, 4, 2), float("nan")))),
         (ValueError, "n must be", lambda: particle_model.sample_with_log_prob(-1)),
+        (TypeError, "progress must be a bool", lambda: particle_model.sample_with_log_prob(2, progress="yes")),
         (RuntimeError, "not fitted", lambda: DensityModel(4, 2, True).log_prob(torch.zeros(1, 4, 2))),
         (ValueError, "payload", lambda: DensityModel.from_payload({"state_dict": {}})),
     ]

@@ -112,7 +112,7 @@ def corrected_samples(sampler: "IDEMSampler", n: int, options: CorrectionOptions
         if sampler.density is None:
             raise ValueError("method='smc' needs a density model: call sampler.fit_density() first")
         k = 1 if opts.weighted else opts.oversample
-        x, log_q = sampler.density.sample_with_log_prob(k * n, generator=g)
+        x, log_q = sampler.density.sample_with_log_prob(k * n, generator=g, progress=progress)
         res = smc(energy, sampler.density, samples=(x, log_q), mcmc_steps=opts.mala_steps, anneal=opts.anneal,
                   cess_target=opts.cess_target, resample_final=not opts.weighted, n_final=None if k == 1 else n,
                   generator=g, progress=progress)

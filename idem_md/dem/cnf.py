@@ -97,9 +97,12 @@ class Dynamics(torch.nn.Module):
         self.field, self.mean_free, self.probes, self.create_graph = field, mean_free, probes, create_graph
         self.param_grads = param_grads
         self.nfe = 0
+        self.on_time = None  # optional callable(float flow time), e.g. a progress bar
 
     def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
         self.nfe += 1
+        if self.on_time is not None:
+            self.on_time(float(t))
         z = state[0]
         if self.create_graph and torch.is_grad_enabled():
             params = [p for p in self.field.parameters() if p.requires_grad] if self.param_grads else []
